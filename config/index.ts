@@ -1,0 +1,145 @@
+import { z } from 'zod';
+
+/** One API token: who it is, which partners it may act on, what it may do. */
+export const tokenSchema = z
+  .object({
+    token: z.string().min(8).max(256),
+    name: z.string().min(1).max(100),
+    partners: z.union([z.literal('*'), z.array(z.string().min(1).max(128)).max(10_000)]),
+    scopes: z.array(z.enum(['commands:write', 'read', 'employees:read', 'admin'])).min(1).max(4),
+  })
+  .strict();
+export type ApiToken = z.infer<typeof tokenSchema>;
+export type Scope = ApiToken['scopes'][number];
+
+const roleList = z
+  .string()
+  .max(100)
+  .transform((s, ctx) => {
+    const roles = s.split(',').map((r) => r.trim()).filter(Boolean);
+    for (const r of roles) {
+      if (!['api', 'worker', 'scheduler'].includes(r)) {
+        ctx.addIssue({ code: 'custom', message: `unknown role "${r}" (api, worker, scheduler)` });
+        return z.NEVER;
+      }
+    }
+    return new Set(roles as Role[]);
+  });
+export type Role = 'api' | 'worker' | 'scheduler';
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/**
+ * The environment, parsed once at start. Nothing else reads `process.env`.
+ * Every key has a description; secrets (API_TOKENS, the password in SMTP_URL) have no default.
+ */
+export const envSchema = z.object({
+  NODE_ENV: z.string().max(40).default('development').describe('production makes API_TOKENS mandatory'),
+  DATABASE_URL: z.url().max(2000).default('postgres://postgres@127.0.0.1:5432/partner_access').describe('Postgres connection URL; the database is created when missing'),
+  REDIS_URL: z.url().max(2000).default('redis://127.0.0.1:6379/0').describe('Redis URL; a db index in the path is honoured'),
+  QUEUE_PREFIX: z.string().min(1).max(100).regex(/^[A-Za-z0-9_{}-]+$/).default('pap').describe('BullMQ key prefix (use {hash-tag} braces on Redis Cluster)'),
+  SMTP_URL: z.url().max(2000).default('smtp://127.0.0.1:1025').describe('outgoing mail server'),
+  MAIL_FROM: z.string().max(300).default('Partner Program <no-reply@partner-access.local>').describe('sender address of every email'),
+  PORT: int(0, 65535).default(3000).describe('HTTP port'),
+  HOST: z.string().max(200).default('0.0.0.0').describe('HTTP bind address'),
+  PUBLIC_URL: z.url().max(2000).optional().describe('base URL used in links inside emails; default http://localhost:$PORT'),
+  API_TOKENS: z.string().max(1_000_000).optional().describe('JSON array of {token,name,partners,scopes}'),
+  ROLES: roleList.default(new Set<Role>(['api', 'worker', 'scheduler'])).describe('comma list of api, worker, scheduler'),
+  MIGRATE_ON_START: bool.default(true).describe('apply pending migrations when npm start runs'),
+  RECALC_CRON: z.string().min(9).max(100).default('0 6 * * *').describe('cron pattern of the scheduled credit recalculation'),
+  RECALC_TZ: z.string().min(1).max(64).default('UTC').describe('time zone of RECALC_CRON'),
+  RENEWAL_ALERT_DAYS: int(1, 3650).default(90).describe('window for upcoming renewal decisions'),
+  WORKER_CONCURRENCY: int(1, 500).default(16).describe('jobs processed at once per queue per process'),
+  JOB_LOCK_MS: int(1000, 600_000).default(30_000).describe('job lock; a crashed worker\'s job is taken over after about this long'),
+  RECONCILE_INTERVAL_MS: int(200, 3_600_000).default(5000).describe('how often unfinished commands without a job are re-enqueued'),
+  RECONCILE_GRACE_MS: int(0, 3_600_000).default(10_000).describe('age of a command before the reconciler looks at it'),
+  GRANT_TTL_DAYS: int(1, 365).default(14).describe('validity of a grant link'),
+  BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(5 * 1024 * 1024).describe('largest accepted request body (413 above)'),
+  SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(15_000).describe('bound on draining workers at SIGTERM'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level'),
+});
+
+export interface Config {
+  env: string;
+  databaseUrl: string;
+  redisUrl: string;
+  queuePrefix: string;
+  smtpUrl: string;
+  mailFrom: string;
+  port: number;
+  host: string;
+  publicUrl: string;
+  /** null: no API_TOKENS given (development: a generated admin token is used). */
+  tokens: ApiToken[] | null;
+  roles: Set<Role>;
+  migrateOnStart: boolean;
+  recalcCron: string;
+  recalcTz: string;
+  renewalAlertDays: number;
+  workerConcurrency: number;
+  jobLockMs: number;
+  reconcileIntervalMs: number;
+  reconcileGraceMs: number;
+  grantTtlDays: number;
+  bodyLimitBytes: number;
+  shutdownTimeoutMs: number;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment; throws a ConfigError naming the bad keys (never their values). */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const defined = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(defined);
+  if (!parsed.success) {
+    const keys = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid environment: ${keys.join('; ')}`);
+  }
+  const e = parsed.data;
+  let tokens: ApiToken[] | null = null;
+  if (e.API_TOKENS !== undefined) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(e.API_TOKENS);
+    } catch {
+      throw new ConfigError('invalid environment: API_TOKENS: not valid JSON');
+    }
+    const t = z.array(tokenSchema).min(1).max(10_000).safeParse(raw);
+    if (!t.success) {
+      throw new ConfigError(`invalid environment: API_TOKENS: ${t.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ')}`);
+    }
+    tokens = t.data;
+  } else if (e.NODE_ENV === 'production') {
+    throw new ConfigError('invalid environment: API_TOKENS: required when NODE_ENV=production');
+  }
+  const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  return {
+    env: e.NODE_ENV,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    queuePrefix: e.QUEUE_PREFIX,
+    smtpUrl: e.SMTP_URL,
+    mailFrom: e.MAIL_FROM,
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl,
+    tokens,
+    roles: e.ROLES,
+    migrateOnStart: e.MIGRATE_ON_START,
+    recalcCron: e.RECALC_CRON,
+    recalcTz: e.RECALC_TZ,
+    renewalAlertDays: e.RENEWAL_ALERT_DAYS,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    jobLockMs: e.JOB_LOCK_MS,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+    reconcileGraceMs: e.RECONCILE_GRACE_MS,
+    grantTtlDays: e.GRANT_TTL_DAYS,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    logLevel: e.LOG_LEVEL,
+  };
+}

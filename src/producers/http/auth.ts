@@ -1,0 +1,44 @@
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import type { ApiToken, Scope } from '../../../config/index.js';
+import { HttpError } from '../../commands/errors.js';
+
+/** Looks tokens up by their SHA-256 so comparison time does not depend on the token's prefix. */
+export class TokenRegistry {
+  private readonly byHash = new Map<string, ApiToken>();
+  constructor(tokens: ApiToken[]) {
+    for (const t of tokens) this.byHash.set(digest(t.token), t);
+  }
+  find(token: string): ApiToken | undefined {
+    const t = this.byHash.get(digest(token));
+    return t && timingSafeEqual(Buffer.from(digest(t.token)), Buffer.from(digest(token))) ? t : undefined;
+  }
+}
+const digest = (s: string) => createHash('sha256').update(s).digest('hex');
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    apiToken?: ApiToken;
+  }
+}
+
+/** 401 when the bearer token is missing or unknown. */
+export function authenticate(registry: TokenRegistry, req: FastifyRequest): ApiToken {
+  const header = req.headers.authorization ?? '';
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  const token = m?.[1] ? registry.find(m[1]) : undefined;
+  if (!token) throw new HttpError(401, 'UNAUTHENTICATED', m ? 'Unknown token.' : 'Missing bearer token (Authorization: Bearer <token>).');
+  req.apiToken = token;
+  return token;
+}
+
+export const hasScope = (t: ApiToken, scope: Scope) => t.scopes.includes('admin') || t.scopes.includes(scope);
+export const canActOn = (t: ApiToken, partnerId: string) => t.scopes.includes('admin') || t.partners === '*' || t.partners.includes(partnerId);
+
+/** 401 without a valid token; 403 when the token lacks the scope or may not act on the partner. */
+export function authorize(registry: TokenRegistry, req: FastifyRequest, scope: Scope, partnerId?: string): ApiToken {
+  const t = authenticate(registry, req);
+  if (!hasScope(t, scope)) throw new HttpError(403, 'FORBIDDEN', `This token lacks the "${scope}" scope.`);
+  if (partnerId !== undefined && !canActOn(t, partnerId)) throw new HttpError(403, 'FORBIDDEN', 'This token may not act on this partner.');
+  return t;
+}

@@ -1,0 +1,194 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { AppContext } from '../../context.js';
+import { acceptCommands, getCommandStatus } from '../../commands/log.js';
+import { HttpError, isDatabaseUnavailable } from '../../commands/errors.js';
+import { adminOnlyTypes, batchSchema, idPattern, parseCommand, toIssues, type Command, type Issue } from '../../commands/schemas.js';
+import { addMonths, monthRange } from '../../domain/credit.js';
+import { creditReport, monthOf, recalculateCredit } from '../../workers/credit.js';
+import { authorize, TokenRegistry } from './auth.js';
+import { registerGrantRoutes } from './grants.js';
+import { getClient, listClients, listConflicts, listEmployees, partnerExists } from './reads.js';
+
+export interface ServerOptions {
+  registry: TokenRegistry;
+  /** Readiness of the other roles in this process (workers consuming). */
+  readiness?: () => Record<string, boolean>;
+}
+
+const validation = (issues: Issue[]) => new HttpError(400, 'VALIDATION_FAILED', 'The request is not valid.', { issues });
+
+function partnerParam(req: FastifyRequest): string {
+  const id = (req.params as { partnerId?: string }).partnerId ?? '';
+  if (!idPattern.test(id)) throw validation([{ path: 'partnerId', message: 'must be 1–128 characters of [A-Za-z0-9._:-]' }]);
+  return id;
+}
+
+/** The HTTP API of contract §3–§7 (commands, reads, grant links, health). */
+export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise<FastifyInstance> {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: ctx.logger.child({ role: 'api' }) as FastifyBaseLogger,
+    bodyLimit: ctx.config.bodyLimitBytes,
+    logController: new LogController({ disableRequestLogging: ctx.config.logLevel !== 'debug' && ctx.config.logLevel !== 'trace' }),
+    routerOptions: { maxParamLength: 300 },
+  });
+  const { registry } = opts;
+
+  // A form post from the grant page carries no data we need.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, _body, done) => done(null, {}));
+
+  app.setErrorHandler((err: Error & { code?: string; statusCode?: number }, req, reply) => {
+    if (err instanceof HttpError) {
+      return reply.code(err.status).send({ error: { code: err.code, message: err.message, ...err.details } });
+    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(413).send({ error: { code: 'PAYLOAD_TOO_LARGE', message: `The body is larger than ${ctx.config.bodyLimitBytes} bytes.` } });
+    }
+    if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' || err instanceof SyntaxError) {
+      return reply.code(400).send({ error: { code: 'VALIDATION_FAILED', message: 'The body is not valid JSON.', issues: [{ path: '', message: err.message }] } });
+    }
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.code(415).send({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'Send the body as application/json.' } });
+    }
+    if (isDatabaseUnavailable(err)) {
+      return reply.code(503).send({ error: { code: 'SERVICE_UNAVAILABLE', message: 'The database is unreachable. Try again.' } });
+    }
+    if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.code(err.statusCode).send({ error: { code: 'VALIDATION_FAILED', message: err.message, issues: [] } });
+    }
+    req.log.error({ err }, 'unhandled error');
+    return reply.code(500).send({ error: { code: 'INTERNAL_ERROR', message: 'Something went wrong on our side.' } });
+  });
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'No such route.' } }));
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const checks: Record<string, boolean> = {};
+    checks.postgres = await ctx.orm.em.fork().execute('select 1').then(() => true, () => false);
+    checks.redis = await ctx.queues.connection.ping().then((r) => r === 'PONG', () => false);
+    Object.assign(checks, opts.readiness?.() ?? {});
+    const ok = Object.values(checks).every(Boolean);
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks });
+  });
+
+  /** Validates one body; the Idempotency-Key header, when present, is the commandId. */
+  const readCommand = (raw: unknown, prefix: (string | number)[], idemKey?: string): Command => {
+    const r = parseCommand(raw, prefix);
+    if (!r.ok) throw validation(r.issues);
+    if (idemKey !== undefined) {
+      if (!idPattern.test(idemKey)) throw validation([{ path: 'Idempotency-Key', message: 'must be 1–128 characters of [A-Za-z0-9._:-]' }]);
+      if (r.command.commandId !== undefined && r.command.commandId !== idemKey) throw validation([{ path: 'commandId', message: 'differs from the Idempotency-Key header' }]);
+      return { ...r.command, commandId: idemKey };
+    }
+    return r.command;
+  };
+  const checkAdminTypes = (req: FastifyRequest, commands: Command[]) => {
+    const t = req.apiToken!;
+    const adminOnly = commands.find((c) => adminOnlyTypes.has(c.type));
+    if (adminOnly && !t.scopes.includes('admin')) throw new HttpError(403, 'FORBIDDEN', `Only an admin token may post ${adminOnly.type}.`);
+  };
+
+  app.post('/v1/partners/:partnerId/commands', async (req, reply) => {
+    const partnerId = partnerParam(req);
+    const token = authorize(registry, req, 'commands:write', partnerId);
+    const idem = req.headers['idempotency-key'];
+    const command = readCommand(req.body, [], typeof idem === 'string' ? idem : undefined);
+    checkAdminTypes(req, [command]);
+    const [accepted] = await acceptCommands(ctx.orm, ctx.queues, { partnerId, tokenName: token.name, commands: [command] });
+    const { created, ...body } = accepted!;
+    return reply.code(created ? 202 : 200).send(body);
+  });
+
+  app.post('/v1/partners/:partnerId/commands::batch', async (req, reply) => {
+    const partnerId = partnerParam(req);
+    const token = authorize(registry, req, 'commands:write', partnerId);
+    const parsed = batchSchema.safeParse(req.body);
+    if (!parsed.success) throw validation(toIssues(parsed.error));
+    const issues: Issue[] = [];
+    const commands: Command[] = [];
+    parsed.data.commands.forEach((raw, i) => {
+      const r = parseCommand(raw, ['commands', i]);
+      if (r.ok) commands.push(r.command);
+      else issues.push(...r.issues);
+    });
+    if (issues.length) throw validation(issues);
+    checkAdminTypes(req, commands);
+    const accepted = await acceptCommands(ctx.orm, ctx.queues, { partnerId, tokenName: token.name, commands });
+    const anyCreated = accepted.some((a) => a.created);
+    return reply.code(anyCreated ? 202 : 200).send({ commands: accepted.map(({ created: _c, ...a }) => a) });
+  });
+
+  app.get<{ Params: { commandId: string } }>('/v1/commands/:commandId', async (req) => {
+    const token = authorize(registry, req, 'read');
+    const status = await getCommandStatus(ctx.orm.em.fork(), req.params.commandId);
+    // Another partner's command reads as unknown: its existence is not revealed.
+    if (!status || !(token.scopes.includes('admin') || token.partners === '*' || token.partners.includes(status.partnerId))) {
+      throw new HttpError(404, 'NOT_FOUND', 'No such command.');
+    }
+    return status;
+  });
+
+  /** Partner-scoped reads: scope, then partner access, then existence. */
+  const partnerRead = async (req: FastifyRequest, scope: 'read' | 'employees:read') => {
+    const partnerId = partnerParam(req);
+    authorize(registry, req, scope, partnerId);
+    const em = ctx.orm.em.fork();
+    if (!(await partnerExists(em, partnerId))) throw new HttpError(404, 'NOT_FOUND', 'No such partner.');
+    return { partnerId, em };
+  };
+
+  app.get('/v1/partners/:partnerId/employees', async (req) => {
+    const { partnerId, em } = await partnerRead(req, 'employees:read');
+    return listEmployees(em, partnerId);
+  });
+  app.get('/v1/partners/:partnerId/clients', async (req) => {
+    const { partnerId, em } = await partnerRead(req, 'read');
+    return listClients(em, partnerId);
+  });
+  app.get<{ Params: { hubId: string } }>('/v1/partners/:partnerId/clients/:hubId', async (req) => {
+    const { partnerId, em } = await partnerRead(req, 'read');
+    const client = await getClient(em, partnerId, req.params.hubId);
+    if (!client) throw new HttpError(404, 'NOT_FOUND', 'No such client in this partner\'s list.');
+    return client;
+  });
+  app.get('/v1/partners/:partnerId/conflicts', async (req) => {
+    const { partnerId, em } = await partnerRead(req, 'read');
+    return listConflicts(em, partnerId);
+  });
+
+  app.get('/v1/partners/:partnerId/dashboard', async (req) => {
+    const { partnerId, em } = await partnerRead(req, 'read');
+    const [snap] = await em.execute<{ managed_mrr: string; sold_tier_credit: string; tier: string; next_tier: string | null; upcoming_renewals: number; calculated_at: string }[]>(
+      'select managed_mrr, sold_tier_credit, tier, next_tier, upcoming_renewals, calculated_at from credit_snapshot where partner_id = ?', [partnerId]);
+    const [partner] = await em.execute<{ team: Record<string, unknown> }[]>('select team from partner where id = ?', [partnerId]);
+    if (!snap) {
+      // Never calculated yet: compute it now from the facts (the same function the scheduler runs).
+      const s = await em.transactional((tx) => recalculateCredit(tx, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays }));
+      return { alerts: { upcomingRenewals: s.upcomingRenewals }, managedMrr: s.managedMrr, soldTierCredit: s.soldTierCredit, tier: s.tier, team: partner?.team ?? {}, calculatedAt: ctx.now().toISOString() };
+    }
+    return {
+      alerts: { upcomingRenewals: snap.upcoming_renewals },
+      managedMrr: Number(snap.managed_mrr),
+      soldTierCredit: Number(snap.sold_tier_credit),
+      tier: { current: snap.tier, next: snap.next_tier },
+      team: partner?.team ?? {},
+      calculatedAt: new Date(snap.calculated_at).toISOString(),
+    };
+  });
+
+  app.get<{ Querystring: { from?: string; to?: string } }>('/v1/partners/:partnerId/credit', async (req) => {
+    const { partnerId, em } = await partnerRead(req, 'read');
+    const month = /^\d{4}-(0[1-9]|1[0-2])$/;
+    const to = req.query.to ?? monthOf(ctx.now());
+    const from = req.query.from ?? addMonths(to, -11);
+    const issues: Issue[] = [];
+    if (!month.test(from)) issues.push({ path: 'from', message: 'must be YYYY-MM' });
+    if (!month.test(to)) issues.push({ path: 'to', message: 'must be YYYY-MM' });
+    if (!issues.length && from > to) issues.push({ path: 'from', message: 'must not be after to' });
+    if (!issues.length && monthRange(from, to).length > 240) issues.push({ path: 'from', message: 'the range may span at most 240 months' });
+    if (issues.length) throw validation(issues);
+    return creditReport(em, partnerId, { from, to });
+  });
+
+  registerGrantRoutes(app, ctx);
+  return app;
+}

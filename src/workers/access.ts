@@ -1,0 +1,166 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Em } from '../db/orm.js';
+import { decideAssignment, decideGrant, decideRevoke, type AccessFacts, type Decision } from '../domain/access.js';
+import { DomainError } from '../domain/errors.js';
+import { writeOutbox } from './outbox.js';
+
+export interface PairRef {
+  partnerId: string;
+  hubId: string;
+  email: string;
+  commandId: string;
+  /** The command's issuedAt, when given. */
+  issuedAt: Date | null;
+}
+
+export interface PairResult {
+  decision: Decision;
+  /** Outbox rows to enqueue after commit. */
+  outboxIds: string[];
+}
+
+export const hashToken = (token: string) => createHash('sha256').update(token).digest('base64url');
+
+/** Serialises every operation on one (client, email) across partners for the rest of the transaction. */
+async function lockPair(tx: Em, hubId: string, email: string): Promise<void> {
+  await tx.execute('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`${hubId}\n${email}`]);
+}
+
+async function loadAccess(tx: Em, p: PairRef): Promise<AccessFacts | null> {
+  const [a] = await tx.execute<{ state: AccessFacts['state']; last_issued_at: string | null }[]>(
+    'select state, last_issued_at from access where partner_id = ? and hub_id = ? and email = ?',
+    [p.partnerId, p.hubId, p.email],
+  );
+  return a ? { state: a.state, lastIssuedAt: a.last_issued_at ? new Date(a.last_issued_at) : null } : null;
+}
+
+/** Records the newest command seen on the pair, so a late older command is superseded. */
+async function writeAccess(tx: Em, p: PairRef, state: AccessFacts['state']): Promise<void> {
+  await tx.execute(
+    `insert into access (partner_id, hub_id, email, state, last_issued_at, command_id) values (?, ?, ?, ?, ?, ?)
+     on conflict (partner_id, hub_id, email) do update set
+       state = excluded.state,
+       last_issued_at = greatest(access.last_issued_at, excluded.last_issued_at),
+       command_id = excluded.command_id,
+       updated_at = now()`,
+    [p.partnerId, p.hubId, p.email, state, p.issuedAt?.toISOString() ?? null, p.commandId],
+  );
+}
+
+async function touchIssuedAt(tx: Em, p: PairRef): Promise<void> {
+  if (!p.issuedAt) return;
+  await tx.execute(
+    'update access set last_issued_at = greatest(last_issued_at, ?::timestamptz) where partner_id = ? and hub_id = ? and email = ?',
+    [p.issuedAt.toISOString(), p.partnerId, p.hubId, p.email],
+  );
+}
+
+const isLinkViolation = (err: unknown) =>
+  (err as { code?: string; constraint?: string }).code === '23505' && String((err as { constraint?: string; message?: string }).constraint ?? (err as Error).message).includes('access_one_partner_per_email');
+
+/**
+ * Applies one `access.assign` pair inside the caller's transaction. A newly pending pair gets a
+ * grant token and one outbox row (key `access.pending:{commandId}:{hubId}:{email}`); the unique
+ * index on live (client, email) rows is the race-proof backstop of EMAIL_LINKED_TO_OTHER_PARTNER.
+ */
+export async function applyAssignPair(tx: Em, p: PairRef, grantTtlDays: number): Promise<PairResult> {
+  await lockPair(tx, p.hubId, p.email);
+  const [facts] = await tx.execute<{ employee: { tagged: boolean; status: 'active' | 'removed'; name: string | null } | null; client: { status: 'active' | 'terminated' } | null; linked: boolean; portal: boolean }[]>(
+    `select
+       (select row_to_json(e) from (select tagged, status, name from employee where partner_id = ? and email = ? for share) e) as employee,
+       (select row_to_json(c) from (select status from client where partner_id = ? and hub_id = ? for share) c) as client,
+       exists (select 1 from access where hub_id = ? and email = ? and partner_id <> ? and state in ('pending', 'active')) as linked,
+       exists (select 1 from portal_user where hub_id = ? and email = ?) as portal`,
+    [p.partnerId, p.email, p.partnerId, p.hubId, p.hubId, p.email, p.partnerId, p.hubId, p.email],
+  );
+  const access = await loadAccess(tx, p);
+  const decision = decideAssignment({
+    employee: facts?.employee ?? null,
+    client: facts?.client ?? null,
+    access,
+    linkedToOtherPartner: facts?.linked ?? false,
+    isPortalUser: facts?.portal ?? false,
+    issuedAt: p.issuedAt,
+  });
+  if (!('state' in decision)) {
+    if (decision.outcome === 'unchanged') await touchIssuedAt(tx, p);
+    return { decision, outboxIds: [] };
+  }
+  try {
+    await writeAccess(tx, p, decision.state);
+  } catch (err) {
+    if (isLinkViolation(err)) throw new DomainError('EMAIL_LINKED_TO_OTHER_PARTNER', undefined, { cause: err });
+    throw err;
+  }
+  if (decision.outcome !== 'pending') return { decision, outboxIds: [] };
+  const token = randomBytes(32).toString('base64url');
+  await tx.execute(
+    `insert into grant_token (token_hash, partner_id, hub_id, email, expires_at) values (?, ?, ?, ?, now() + make_interval(days => ?))`,
+    [hashToken(token), p.partnerId, p.hubId, p.email, grantTtlDays],
+  );
+  const id = await writeOutbox(tx, {
+    key: `access.pending:${p.commandId}:${p.hubId}:${p.email}`,
+    kind: 'access.pending',
+    partnerId: p.partnerId,
+    payload: { hubId: p.hubId, email: p.email, token },
+  });
+  return { decision, outboxIds: id ? [id] : [] };
+}
+
+/** Applies one `access.revoke` pair; pending grant links for the pair stop working. */
+export async function applyRevokePair(tx: Em, p: PairRef): Promise<PairResult> {
+  await lockPair(tx, p.hubId, p.email);
+  const access = await loadAccess(tx, p);
+  const decision = decideRevoke(access, p.issuedAt);
+  if (decision.outcome === 'revoked') {
+    await writeAccess(tx, p, 'revoked');
+    await expireGrantTokens(tx, p.partnerId, { hubId: p.hubId, email: p.email });
+  } else if (decision.outcome === 'unchanged') {
+    if (access) await touchIssuedAt(tx, p);
+    else if (p.issuedAt) await writeAccess(tx, p, 'revoked'); // remember the revoke so an older assign arriving later is superseded
+  }
+  return { decision, outboxIds: [] };
+}
+
+/** Applies `access.grant`: pending → active, and the email joins the client's portal users. */
+export async function applyGrant(tx: Em, p: PairRef): Promise<PairResult> {
+  await lockPair(tx, p.hubId, p.email);
+  const access = await loadAccess(tx, p);
+  const decision = decideGrant(access, p.issuedAt);
+  if (decision.outcome === 'active') {
+    await writeAccess(tx, p, 'active');
+    await tx.execute('insert into portal_user (hub_id, email) values (?, ?) on conflict do nothing', [p.hubId, p.email]);
+    await expireGrantTokens(tx, p.partnerId, { hubId: p.hubId, email: p.email });
+  } else if (decision.outcome === 'unchanged') {
+    await touchIssuedAt(tx, p);
+  }
+  return { decision, outboxIds: [] };
+}
+
+/** Grant links of revoked or granted pairs stop working (set-based). */
+export async function expireGrantTokens(tx: Em, partnerId: string, where: { hubId?: string; email?: string }): Promise<void> {
+  await tx.execute(
+    `update grant_token set expires_at = least(expires_at, now()) where partner_id = ? and used_at is null and expires_at > now()
+       and (?::text is null or hub_id = ?) and (?::text is null or email = ?)`,
+    [partnerId, where.hubId ?? null, where.hubId ?? null, where.email ?? null, where.email ?? null],
+  );
+}
+
+/**
+ * Revokes, in one set-based statement, every live access of this partner matching the filter
+ * (an employee on every client, or every employee on a client), except pairs that a newer command
+ * already touched. Returns the revoked pairs.
+ */
+export async function revokeAllAccess(tx: Em, q: { partnerId: string; email?: string; hubId?: string; commandId: string; issuedAt: Date | null }): Promise<{ hub_id: string; email: string }[]> {
+  const rows = await tx.execute<{ hub_id: string; email: string }[]>(
+    `update access set state = 'revoked', updated_at = now(), command_id = ?,
+            last_issued_at = greatest(last_issued_at, ?::timestamptz)
+      where partner_id = ? and state <> 'revoked'
+        and (?::text is null or email = ?) and (?::text is null or hub_id = ?)
+        and (?::timestamptz is null or last_issued_at is null or last_issued_at <= ?::timestamptz)
+      returning hub_id, email`,
+    [q.commandId, q.issuedAt?.toISOString() ?? null, q.partnerId, q.email ?? null, q.email ?? null, q.hubId ?? null, q.hubId ?? null, q.issuedAt?.toISOString() ?? null, q.issuedAt?.toISOString() ?? null],
+  );
+  await expireGrantTokens(tx, q.partnerId, { ...(q.email ? { email: q.email } : {}), ...(q.hubId ? { hubId: q.hubId } : {}) });
+  return rows;
+}

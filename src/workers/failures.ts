@@ -1,0 +1,34 @@
+import { UnrecoverableError } from 'bullmq';
+import { DomainError } from '../domain/errors.js';
+
+/** A failure that retrying cannot fix, outside the domain rules (SMTP 5xx, a forged job). */
+export class PermanentError extends Error {
+  override name = 'PermanentError';
+  constructor(readonly code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export type FailureKind = { kind: 'permanent'; code: string; message: string } | { kind: 'transient' };
+
+const transientPgCodes = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '53300', '53400']);
+
+/**
+ * The one place that decides retry or not. Domain refusals and permanent infrastructure errors fail
+ * the job at once (their code kept); everything else (serialization failures, deadlocks, lost
+ * connections, SMTP 4xx, unknown errors) is transient and retried with backoff.
+ */
+export function classify(err: unknown): FailureKind {
+  if (err instanceof DomainError || err instanceof PermanentError) return { kind: 'permanent', code: err.code, message: err.message };
+  const e = err as { code?: string; responseCode?: number } | null;
+  if (typeof e?.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600) {
+    return { kind: 'permanent', code: 'SMTP_REJECTED', message: (err as Error).message };
+  }
+  if (e?.code && transientPgCodes.has(e.code)) return { kind: 'transient' };
+  return { kind: 'transient' };
+}
+
+/** The error BullMQ sees for a permanent failure: fails the job at once, message `CODE: message`. */
+export function toUnrecoverable(f: { code: string; message: string }): UnrecoverableError {
+  return new UnrecoverableError(`${f.code}: ${f.message}`);
+}

@@ -1,0 +1,79 @@
+import { Worker, UnrecoverableError, type Job, type Processor } from 'bullmq';
+import type { AppContext } from '../context.js';
+import { createTransport } from '../mail/transport.js';
+import { QUEUES, workerConnection, type QueueName } from '../queues/index.js';
+import { markCommandFailed, processCommandJob } from './commands.js';
+import { processCreditJob } from './scheduler.js';
+import { processMailJob } from './mail.js';
+import { processPairJob } from './pairs.js';
+import { startReconciler, type ReconcileReport } from './reconciler.js';
+
+export interface WorkerHooks {
+  /** Called after every finished attempt (metrics). */
+  onJob?: (queue: QueueName, job: Job, outcome: 'completed' | 'failed', err?: Error) => void;
+  onReconcile?: (r: ReconcileReport) => void;
+}
+
+export interface RunningWorkers {
+  workers: Worker[];
+  /** Consuming: every worker runs and none is closing. */
+  isConsuming(): boolean;
+  close(timeoutMs: number): Promise<void>;
+}
+
+const isFinalFailure = (job: Job, err: Error) => err instanceof UnrecoverableError || err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+
+/** Starts one BullMQ worker per queue, plus the reconciler, against the shared Redis and Postgres. */
+export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningWorkers {
+  const transport = createTransport(ctx.config.smtpUrl);
+  const processors: Record<QueueName, Processor> = {
+    [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
+    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data),
+    [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data),
+    [QUEUES.credit]: (job) => processCreditJob(ctx, job),
+  };
+  const workers = (Object.entries(processors) as [QueueName, Processor][]).map(([name, processor]) => {
+    const w = new Worker(name, processor, {
+      connection: workerConnection(ctx.config.redisUrl),
+      prefix: ctx.queues.prefix,
+      concurrency: name === QUEUES.credit ? 2 : ctx.config.workerConcurrency,
+      lockDuration: ctx.config.jobLockMs,
+      stalledInterval: ctx.config.jobLockMs,
+      maxStalledCount: 3,
+    });
+    w.on('error', (err) => ctx.logger.warn({ err, queue: name }, 'worker connection error'));
+    w.on('completed', (job) => hooks.onJob?.(name, job, 'completed'));
+    w.on('failed', (job, err) => {
+      if (!job) return;
+      hooks.onJob?.(name, job, 'failed', err);
+      const final = isFinalFailure(job, err);
+      ctx.logger[final ? 'warn' : 'info']({ queue: name, jobId: job.id, attempt: job.attemptsMade, reason: err.message }, final ? 'job failed' : 'job attempt failed; will retry');
+      // A transient failure that used up its attempts: the command log must say failed too.
+      if (final && !(err instanceof UnrecoverableError) && name === QUEUES.commands) {
+        const commandId = (job.data as { commandId?: string }).commandId;
+        if (commandId) {
+          markCommandFailed(ctx.orm.em.fork(), commandId, { code: 'INTERNAL_ERROR', message: err.message }).catch((e) => ctx.logger.error({ err: e }, 'could not record a failed command'));
+        }
+      }
+    });
+    return w;
+  });
+  const reconciler = startReconciler(ctx, hooks.onReconcile);
+  let closing = false;
+  return {
+    workers,
+    isConsuming: () => !closing && workers.every((w) => w.isRunning() && !w.isPaused()),
+    async close(timeoutMs) {
+      closing = true;
+      await reconciler.stop();
+      // Drain with a bound: after timeoutMs, force-close (unfinished jobs are retaken by another worker after the lock expires).
+      const graceful = Promise.all(workers.map((w) => w.close()));
+      const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), timeoutMs).unref());
+      if ((await Promise.race([graceful.then(() => 'ok' as const), timer])) === 'timeout') {
+        ctx.logger.warn({ timeoutMs }, 'workers did not drain in time; forcing close');
+        await Promise.all(workers.map((w) => w.close(true)));
+      }
+      transport.close();
+    },
+  };
+}

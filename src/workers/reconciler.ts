@@ -1,0 +1,79 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { AppContext } from '../context.js';
+import { pairTypes, type CommandType } from '../commands/schemas.js';
+import { jobIds } from '../queues/index.js';
+
+/** Which of these job ids have no job in Redis (one pipelined round trip). */
+async function missingJobs(redis: Redis, queue: Queue, ids: string[]): Promise<Set<string>> {
+  if (!ids.length) return new Set();
+  const pipeline = redis.pipeline();
+  for (const id of ids) pipeline.exists(queue.toKey(id));
+  const res = (await pipeline.exec()) ?? [];
+  return new Set(ids.filter((_, i) => res[i]?.[1] === 0));
+}
+
+export interface ReconcileReport { commands: number; pairs: number; mail: number }
+
+/**
+ * Re-enqueues every accepted, unfinished command (and open pair, and unsent email) whose job Redis
+ * no longer has: after a Redis restart, flush or failover, Postgres rebuilds the queues. Safe to run
+ * from every worker process at once: job ids are deterministic and handlers idempotent.
+ */
+export async function reconcileOnce(ctx: AppContext, limit = 2000): Promise<ReconcileReport> {
+  const em = ctx.orm.em.fork();
+  const graceSec = ctx.config.reconcileGraceMs / 1000;
+  const commands = await em.execute<{ id: string; type: CommandType; items_total: number }[]>(
+    `select id, type, items_total from command where state in ('waiting', 'active') and created_at < now() - make_interval(secs => ?) order by created_at limit ?`,
+    [graceSec, limit],
+  );
+  const whole = commands.filter((c) => !(pairTypes.has(c.type) && c.items_total > 0));
+  const fannedOut = commands.filter((c) => pairTypes.has(c.type) && c.items_total > 0).map((c) => c.id);
+  const items = fannedOut.length
+    ? await em.execute<{ command_id: string; idx: number; type: string }[]>(
+        `select i.command_id, i.idx, c.type from command_item i join command c on c.id = i.command_id
+          where i.command_id in (select jsonb_array_elements_text(?::jsonb)) and i.state in ('waiting', 'active') limit ?`,
+        [JSON.stringify(fannedOut), limit * 10],
+      )
+    : [];
+  const outbox = await em.execute<{ id: string }[]>(
+    `select id from outbox where state = 'pending' and created_at < now() - make_interval(secs => ?) order by id limit ?`,
+    [graceSec, limit],
+  );
+  const q = ctx.queues;
+  const missC = await missingJobs(q.connection, q.commands, whole.map((c) => jobIds.command(c.id)));
+  const missP = await missingJobs(q.connection, q.pairs, items.map((i) => jobIds.pair(i.command_id, i.idx)));
+  const missM = await missingJobs(q.connection, q.mail, outbox.map((o) => jobIds.mail(o.id)));
+  const addC = whole.filter((c) => missC.has(jobIds.command(c.id)));
+  const addP = items.filter((i) => missP.has(jobIds.pair(i.command_id, i.idx)));
+  const addM = outbox.filter((o) => missM.has(jobIds.mail(o.id)));
+  if (addC.length) await q.commands.addBulk(addC.map((c) => ({ name: c.type, data: { commandId: c.id }, opts: { jobId: jobIds.command(c.id) } })));
+  if (addP.length) await q.pairs.addBulk(addP.map((i) => ({ name: i.type, data: { commandId: i.command_id, idx: i.idx }, opts: { jobId: jobIds.pair(i.command_id, i.idx) } })));
+  if (addM.length) await q.mail.addBulk(addM.map((o) => ({ name: 'send', data: { outboxId: String(o.id) }, opts: { jobId: jobIds.mail(o.id) } })));
+  const report = { commands: addC.length, pairs: addP.length, mail: addM.length };
+  if (report.commands + report.pairs + report.mail > 0) ctx.logger.warn(report, 'reconciler re-enqueued lost jobs');
+  return report;
+}
+
+/** Runs the reconciler every RECONCILE_INTERVAL_MS until stopped. */
+export function startReconciler(ctx: AppContext, onReport?: (r: ReconcileReport) => void): { stop(): Promise<void> } {
+  let running: Promise<void> | null = null;
+  let stopped = false;
+  const tick = () => {
+    if (running || stopped) return;
+    running = reconcileOnce(ctx)
+      .then((r) => onReport?.(r))
+      .catch((err) => ctx.logger.warn({ err }, 'reconciler pass failed; next pass retries'))
+      .finally(() => { running = null; });
+  };
+  const timer = setInterval(tick, ctx.config.reconcileIntervalMs);
+  timer.unref();
+  tick();
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

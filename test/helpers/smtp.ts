@@ -1,0 +1,68 @@
+import { SMTPServer } from 'smtp-server';
+import { simpleParser, type ParsedMail } from 'mailparser';
+import type { AddressInfo } from 'node:net';
+
+export interface CapturedMail {
+  to: string;
+  from: string;
+  subject: string;
+  text: string;
+  html: string;
+  messageId: string;
+  raw: ParsedMail;
+}
+
+/** An in-process SMTP server on an ephemeral loopback port that records what it accepts. */
+export interface TestSmtp {
+  port: number;
+  url: string;
+  messages: CapturedMail[];
+  /** Answers the next DATA commands with these SMTP codes before accepting (e.g. [421] or [550]). */
+  failNext(codes: number[]): void;
+  /** Every delivery attempt (accepted or refused), in order. */
+  attempts: number[];
+  close(): Promise<void>;
+}
+
+export async function startSmtp(): Promise<TestSmtp> {
+  const messages: CapturedMail[] = [];
+  const attempts: number[] = [];
+  let queue: number[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
+    onData(stream, _session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const code = queue.shift();
+        if (code) {
+          attempts.push(code);
+          const err = new Error(code >= 500 ? 'mailbox unavailable' : 'try again later') as Error & { responseCode: number };
+          err.responseCode = code;
+          callback(err);
+          return;
+        }
+        attempts.push(250);
+        simpleParser(Buffer.concat(chunks)).then((mail) => {
+          const to = Array.isArray(mail.to) ? mail.to.map((a) => a.text).join(', ') : (mail.to?.text ?? '');
+          messages.push({ to, from: mail.from?.text ?? '', subject: mail.subject ?? '', text: mail.text ?? '', html: typeof mail.html === 'string' ? mail.html : '', messageId: mail.messageId ?? '', raw: mail });
+          callback();
+        }, callback);
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.server.address() as AddressInfo).port;
+  return {
+    port,
+    url: `smtp://127.0.0.1:${port}`,
+    messages,
+    attempts,
+    failNext(codes) {
+      queue = [...codes];
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
