@@ -9,6 +9,7 @@ import { openOrm } from './db/orm.js';
 import { TokenRegistry } from './producers/http/auth.js';
 import { buildServer } from './producers/http/server.js';
 import { createQueues } from './queues/index.js';
+import { Metrics } from './metrics.js';
 import { startWorkers, type RunningWorkers, type WorkerHooks } from './workers/index.js';
 import { upsertRecalcScheduler } from './workers/scheduler.js';
 
@@ -66,10 +67,22 @@ export async function startApp(config: Config, opts: { logger?: Logger; hooks?: 
   await checkServices(config);
   const orm = await openOrm(config.databaseUrl, { migrate: config.migrateOnStart });
   const queues = await createQueues(config.redisUrl, config.queuePrefix);
-  const ctx: AppContext = { config, orm, queues, logger, now: opts.now ?? (() => new Date()) };
+  const metrics = new Metrics(queues);
+  const ctx: AppContext = { config, orm, queues, logger, metrics, now: opts.now ?? (() => new Date()) };
   const running: RunningApp = { ctx, close: async () => undefined };
 
-  if (config.roles.has('worker')) running.workers = startWorkers(ctx, opts.hooks);
+  if (config.roles.has('worker')) {
+    running.workers = startWorkers(ctx, {
+      onJob: (queue, job, outcome, final, err) => {
+        metrics.recordJob(queue, job, outcome, final, err);
+        opts.hooks?.onJob?.(queue, job, outcome, final, err);
+      },
+      onReconcile: (r) => {
+        for (const [kind, n] of Object.entries(r)) if (n) metrics.reenqueued.inc({ kind }, n);
+        opts.hooks?.onReconcile?.(r);
+      },
+    });
+  }
   if (config.roles.has('scheduler')) await upsertRecalcScheduler(ctx);
   if (config.roles.has('api')) {
     let tokens: ApiToken[] = config.tokens ?? [];

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import type { Orm } from './db/orm.js';
 import type { Queues } from './queues/index.js';
+import type { Metrics } from './metrics.js';
 
 /** What every role gets from the composition root (src/main.ts). */
 export interface AppContext {
@@ -9,6 +10,7 @@ export interface AppContext {
   orm: Orm;
   queues: Queues;
   logger: Logger;
+  metrics: Metrics;
   /** The clock; tests and benchmarks may pin it. */
   now: () => Date;
 }

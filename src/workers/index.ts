@@ -9,8 +9,8 @@ import { processPairJob } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
 
 export interface WorkerHooks {
-  /** Called after every finished attempt (metrics). */
-  onJob?: (queue: QueueName, job: Job, outcome: 'completed' | 'failed', err?: Error) => void;
+  /** Called after every finished attempt (metrics); `final` is false for a failed attempt that will be retried. */
+  onJob?: (queue: QueueName, job: Job, outcome: 'completed' | 'failed', final: boolean, err?: Error) => void;
   onReconcile?: (r: ReconcileReport) => void;
 }
 
@@ -42,11 +42,11 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
       maxStalledCount: 3,
     });
     w.on('error', (err) => ctx.logger.warn({ err, queue: name }, 'worker connection error'));
-    w.on('completed', (job) => hooks.onJob?.(name, job, 'completed'));
+    w.on('completed', (job) => hooks.onJob?.(name, job, 'completed', true));
     w.on('failed', (job, err) => {
       if (!job) return;
-      hooks.onJob?.(name, job, 'failed', err);
       const final = isFinalFailure(job, err);
+      hooks.onJob?.(name, job, 'failed', final, err);
       ctx.logger[final ? 'warn' : 'info']({ queue: name, jobId: job.id, attempt: job.attemptsMade, reason: err.message }, final ? 'job failed' : 'job attempt failed; will retry');
       // A transient failure that used up its attempts: the command log must say failed too.
       if (final && !(err instanceof UnrecoverableError) && name === QUEUES.commands) {

@@ -7,6 +7,8 @@ import { addMonths, monthRange } from '../../domain/credit.js';
 import { creditReport, monthOf, recalculateCredit } from '../../workers/credit.js';
 import { authorize, TokenRegistry } from './auth.js';
 import { registerGrantRoutes } from './grants.js';
+import { registerQueueDashboard } from './dashboard.js';
+import { registerAuditRoutes } from './audit.js';
 import { getClient, listClients, listConflicts, listEmployees, partnerExists } from './reads.js';
 
 export interface ServerOptions {
@@ -95,6 +97,7 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     checkAdminTypes(req, [command]);
     const [accepted] = await acceptCommands(ctx.orm, ctx.queues, { partnerId, tokenName: token.name, commands: [command] });
     const { created, ...body } = accepted!;
+    if (created) ctx.metrics.accepted.inc({ type: body.type });
     return reply.code(created ? 202 : 200).send(body);
   });
 
@@ -114,6 +117,7 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     checkAdminTypes(req, commands);
     const accepted = await acceptCommands(ctx.orm, ctx.queues, { partnerId, tokenName: token.name, commands });
     const anyCreated = accepted.some((a) => a.created);
+    for (const a of accepted) if (a.created) ctx.metrics.accepted.inc({ type: a.type });
     return reply.code(anyCreated ? 202 : 200).send({ commands: accepted.map(({ created: _c, ...a }) => a) });
   });
 
@@ -189,6 +193,13 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     return creditReport(em, partnerId, { from, to });
   });
 
+  app.get('/metrics', async (_req, reply) => {
+    reply.type(ctx.metrics.registry.contentType);
+    return ctx.metrics.registry.metrics();
+  });
+
   registerGrantRoutes(app, ctx);
+  await registerQueueDashboard(app, ctx, registry);
+  registerAuditRoutes(app, ctx, registry);
   return app;
 }
