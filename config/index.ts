@@ -54,6 +54,7 @@ export const envSchema = z.object({
   JOB_LOCK_MS: int(1000, 600_000).default(30_000).describe('job lock; a crashed worker\'s job is taken over after about this long'),
   RECONCILE_INTERVAL_MS: int(200, 3_600_000).default(5000).describe('how often unfinished commands without a job are re-enqueued'),
   RECONCILE_GRACE_MS: int(0, 3_600_000).default(10_000).describe('age of a command before the reconciler looks at it'),
+  RATE_LIMIT_PER_MINUTE: int(0, 10_000_000).default(60_000).describe('requests per minute per API token (0 disables the limit)'),
   GRANT_TTL_DAYS: int(1, 365).default(14).describe('validity of a grant link'),
   BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(5 * 1024 * 1024).describe('largest accepted request body (413 above)'),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(15_000).describe('bound on draining workers at SIGTERM'),
@@ -82,6 +83,7 @@ export interface Config {
   reconcileIntervalMs: number;
   reconcileGraceMs: number;
   grantTtlDays: number;
+  rateLimitPerMinute: number;
   bodyLimitBytes: number;
   shutdownTimeoutMs: number;
   logLevel: string;
@@ -138,6 +140,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     reconcileGraceMs: e.RECONCILE_GRACE_MS,
     grantTtlDays: e.GRANT_TTL_DAYS,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,

@@ -48,6 +48,25 @@ export async function checkServices(config: Config): Promise<void> {
   }
 }
 
+/**
+ * Warns loudly when Redis may drop jobs: an eviction policy other than noeviction can delete queued
+ * jobs under memory pressure, and without AOF a restart forgets them (the reconciler rebuilds them
+ * from Postgres, but only after RECONCILE_GRACE_MS). Returns the warnings.
+ */
+export async function checkRedisSettings(redis: Redis, logger: Logger): Promise<string[]> {
+  const warnings: string[] = [];
+  try {
+    const policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1];
+    const aof = ((await redis.config('GET', 'appendonly')) as string[])[1];
+    if (policy && policy !== 'noeviction') warnings.push(`Redis maxmemory-policy is "${policy}": Redis may evict queued jobs under memory pressure. Set maxmemory-policy noeviction.`);
+    if (aof === 'no') warnings.push('Redis has AOF off (appendonly no): a Redis restart loses queued jobs until the reconciler re-enqueues them from Postgres. Set appendonly yes in production.');
+  } catch (err) {
+    warnings.push(`Could not read the Redis configuration (CONFIG GET refused?): ${(err as Error).message}. Make sure maxmemory-policy is noeviction.`);
+  }
+  for (const w of warnings) logger.warn({ redisSettings: true }, w);
+  return warnings;
+}
+
 export interface RunningApp {
   ctx: AppContext;
   server?: FastifyInstance;
@@ -67,6 +86,7 @@ export async function startApp(config: Config, opts: { logger?: Logger; hooks?: 
   await checkServices(config);
   const orm = await openOrm(config.databaseUrl, { migrate: config.migrateOnStart });
   const queues = await createQueues(config.redisUrl, config.queuePrefix);
+  await checkRedisSettings(queues.connection, logger);
   const metrics = new Metrics(queues);
   const ctx: AppContext = { config, orm, queues, logger, metrics, now: opts.now ?? (() => new Date()) };
   const running: RunningApp = { ctx, close: async () => undefined };

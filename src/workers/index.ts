@@ -60,9 +60,20 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
   });
   const reconciler = startReconciler(ctx, hooks.onReconcile);
   let closing = false;
+  // "Consuming", not only connected: a worker whose queue has work must have finished a job lately.
+  const lastProgress = new Map<string, number>(workers.map((w) => [w.name, Date.now()]));
+  const busy = new Map<string, boolean>();
+  for (const w of workers) {
+    const tick = () => lastProgress.set(w.name, Date.now());
+    w.on('completed', tick);
+    w.on('failed', tick);
+    w.on('drained', () => { tick(); busy.set(w.name, false); });
+    w.on('active', () => busy.set(w.name, true));
+  }
+  const stuckAfterMs = Math.max(60_000, ctx.config.jobLockMs * 2);
   return {
     workers,
-    isConsuming: () => !closing && workers.every((w) => w.isRunning() && !w.isPaused()),
+    isConsuming: () => !closing && workers.every((w) => w.isRunning() && !w.isPaused() && !(busy.get(w.name) && Date.now() - (lastProgress.get(w.name) ?? 0) > stuckAfterMs)),
     async close(timeoutMs) {
       closing = true;
       await reconciler.stop();

@@ -6,6 +6,11 @@ import { adminOnlyTypes, batchSchema, idPattern, parseCommand, toIssues, type Co
 import { addMonths, monthRange } from '../../domain/credit.js';
 import { creditReport, monthOf, recalculateCredit } from '../../workers/credit.js';
 import { authorize, TokenRegistry } from './auth.js';
+import { createHash } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { openApiDocument } from './openapi.js';
 import { registerGrantRoutes } from './grants.js';
 import { registerQueueDashboard } from './dashboard.js';
 import { registerAuditRoutes } from './audit.js';
@@ -35,6 +40,8 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
   });
   const { registry } = opts;
 
+  // Commands are JSON only: anything else is 415 (the text/plain default parser is removed).
+  app.removeContentTypeParser('text/plain');
   // A form post from the grant page carries no data we need.
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, _body, done) => done(null, {}));
 
@@ -48,6 +55,9 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH' || err instanceof SyntaxError) {
       return reply.code(400).send({ error: { code: 'VALIDATION_FAILED', message: 'The body is not valid JSON.', issues: [{ path: '', message: err.message }] } });
     }
+    if (err.statusCode === 429) {
+      return reply.code(429).send({ error: (err as unknown as { error?: unknown }).error ?? { code: 'RATE_LIMITED', message: err.message } });
+    }
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       return reply.code(415).send({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'Send the body as application/json.' } });
     }
@@ -60,6 +70,22 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     req.log.error({ err }, 'unhandled error');
     return reply.code(500).send({ error: { code: 'INTERNAL_ERROR', message: 'Something went wrong on our side.' } });
   });
+  if (ctx.config.rateLimitPerMinute > 0) {
+    // Per token (by the hash of its bearer value; anonymous callers by address): 429 with Retry-After.
+    await app.register(rateLimit, {
+      max: ctx.config.rateLimitPerMinute,
+      timeWindow: 60_000,
+      keyGenerator: (req) => {
+        const auth = req.headers.authorization;
+        return auth ? `t:${createHash('sha256').update(auth).digest('base64url').slice(0, 22)}` : `ip:${req.ip}`;
+      },
+      errorResponseBuilder: (_req, c) => ({ statusCode: 429, error: { code: 'RATE_LIMITED', message: `Too many requests: at most ${c.max} a minute per token. Retry after ${c.after}.` } }),
+    });
+  }
+  await app.register(swagger, { mode: 'static', specification: { document: openApiDocument() as never } });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => openApiDocument());
+
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'No such route.' } }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
