@@ -20,7 +20,7 @@ export interface ReconcileReport { commands: number; pairs: number; mail: number
  * no longer has: after a Redis restart, flush or failover, Postgres rebuilds the queues. Safe to run
  * from every worker process at once: job ids are deterministic and handlers idempotent.
  */
-export async function reconcileOnce(ctx: AppContext, limit = 2000): Promise<ReconcileReport> {
+export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'queues' | 'logger'>, limit = 2000): Promise<ReconcileReport> {
   const em = ctx.orm.em.fork();
   const graceSec = ctx.config.reconcileGraceMs / 1000;
   const commands = await em.execute<{ id: string; type: CommandType; items_total: number }[]>(
