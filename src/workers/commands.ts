@@ -5,6 +5,7 @@ import type { Em } from '../db/orm.js';
 import { classify, PermanentError, toUnrecoverable } from './failures.js';
 import { handlers, type HandlerEnv, type HandlerResult } from './handlers.js';
 import { enqueueMail } from './outbox.js';
+import { jobIds } from '../queues/index.js';
 import { fanOutPairs } from './pairs.js';
 
 export interface LoadedCommand {
@@ -50,7 +51,7 @@ async function hasEarlierUnfinished(em: Em, cmd: LoadedCommand): Promise<boolean
 
 /** Marks a command failed with its code (kept on the log for GET /v1/commands/{id}). */
 export async function markCommandFailed(em: Em, commandId: string, error: { code: string; message: string }): Promise<void> {
-  await em.execute(`update command set state = 'failed', error = ?::jsonb, finished_at = now() where id = ? and state <> 'completed'`, [JSON.stringify(error), commandId]);
+  await em.execute(`update command set state = 'failed', error = ?::jsonb, finished_at = now() where id = ? and state <> 'completed' and items_total = 0`, [JSON.stringify(error), commandId]);
 }
 
 /**
@@ -58,7 +59,7 @@ export async function markCommandFailed(em: Em, commandId: string, error: { code
  * checked, so a replayed job changes nothing). A domain refusal fails the job at once with its code;
  * anything else is thrown and retried with backoff. Pair commands fan out into `pairs` jobs.
  */
-export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'data' | 'moveToDelayed'>, token?: string): Promise<unknown> {
+export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'data' | 'moveToDelayed' | 'timestamp'>, token?: string): Promise<unknown> {
   const commandId = (job.data as { commandId?: unknown } | null)?.commandId;
   if (typeof commandId !== 'string') throw new UnrecoverableError('VALIDATION_FAILED: job data has no commandId');
   const em = ctx.orm.em.fork();
@@ -77,22 +78,48 @@ export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'data' |
   if (cmd.state === 'completed') return cmd.result;
   // Per-partner FIFO: commands of one partner apply in the order they were accepted (a tag after
   // its partner.upsert, an assign after its client.upsert); partners proceed in parallel.
+  // The finishing predecessor promotes this job (wakeNext); the delay is only a fallback.
   if (token && (await hasEarlierUnfinished(em, cmd))) {
-    await job.moveToDelayed(Date.now() + 200, token);
+    const waited = Date.now() - (job.timestamp ?? Date.now());
+    await job.moveToDelayed(Date.now() + Math.min(10_000, Math.max(500, waited / 2)), token);
     throw new DelayedError();
   }
-  await em.execute(`update command set state = 'active', attempts = attempts + 1, started_at = coalesce(started_at, now()) where id = ? and state <> 'completed'`, [commandId]);
+  await em.execute(
+    `update command set state = case when state = 'waiting' then 'active' else state end, attempts = attempts + 1, started_at = coalesce(started_at, now())
+      where id = ? and state <> 'completed'`,
+    [commandId],
+  );
   if (pairTypes.has(cmd.type)) return fanOutPairs(ctx, em, cmd);
   try {
     const out = await runHandler(em, cmd, { partnerId: cmd.partnerId, commandId, issuedAt: cmd.issuedAt, now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
     await enqueueMail(ctx, out.outboxIds);
+    await wakeNext(ctx, cmd.partnerId, cmd.seq);
     return out.result;
   } catch (err) {
     const f = classify(err);
     if (f.kind === 'permanent') {
       await markCommandFailed(em, commandId, f);
+      await wakeNext(ctx, cmd.partnerId, cmd.seq);
       throw toUnrecoverable(f);
     }
     throw err;
+  }
+}
+
+/**
+ * A command of the partner finished: promote the partner's next waiting command, whose job is
+ * delayed while it waits for its turn. Best effort: the delayed job wakes up by itself anyway.
+ */
+export async function wakeNext(ctx: Pick<AppContext, 'orm' | 'queues'>, partnerId: string, seq: string): Promise<void> {
+  try {
+    const [next] = await ctx.orm.em.fork().execute<{ id: string }[]>(
+      `select id from command where partner_id = ? and seq > ? and state in ('waiting', 'active') order by seq limit 1`,
+      [partnerId, seq],
+    );
+    if (!next) return;
+    const job = await ctx.queues.commands.getJob(jobIds.command(next.id));
+    if (job && (await job.isDelayed())) await job.promote();
+  } catch {
+    /* the job is not delayed (any more), or Redis blinked: its fallback delay wakes it */
   }
 }

@@ -2,10 +2,10 @@ import { Worker, UnrecoverableError, type Job, type Processor } from 'bullmq';
 import type { AppContext } from '../context.js';
 import { createTransport } from '../mail/transport.js';
 import { QUEUES, workerConnection, type QueueName } from '../queues/index.js';
-import { markCommandFailed, processCommandJob } from './commands.js';
+import { markCommandFailed, processCommandJob, wakeNext } from './commands.js';
 import { processCreditJob } from './scheduler.js';
-import { processMailJob } from './mail.js';
-import { processPairJob } from './pairs.js';
+import { failMailFinally, processMailJob } from './mail.js';
+import { failPairFinally, processPairJob } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
 
 export interface WorkerHooks {
@@ -22,6 +22,20 @@ export interface RunningWorkers {
 }
 
 const isFinalFailure = (job: Job, err: Error) => err instanceof UnrecoverableError || err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+
+async function recordExhausted(ctx: AppContext, queue: QueueName, job: Job, err: Error): Promise<void> {
+  if (queue === QUEUES.commands) {
+    const commandId = (job.data as { commandId?: string }).commandId;
+    if (!commandId) return;
+    await markCommandFailed(ctx.orm.em.fork(), commandId, { code: 'INTERNAL_ERROR', message: err.message });
+    const [c] = await ctx.orm.em.fork().execute<{ partner_id: string; seq: string }[]>('select partner_id, seq from command where id = ?', [commandId]);
+    if (c) await wakeNext(ctx, c.partner_id, String(c.seq));
+  } else if (queue === QUEUES.pairs) {
+    await failPairFinally(ctx, job.data, err.message);
+  } else if (queue === QUEUES.mail) {
+    await failMailFinally(ctx, job.data, err.message);
+  }
+}
 
 /** Starts one BullMQ worker per queue, plus the reconciler, against the shared Redis and Postgres. */
 export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningWorkers {
@@ -48,12 +62,9 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
       const final = isFinalFailure(job, err);
       hooks.onJob?.(name, job, 'failed', final, err);
       ctx.logger[final ? 'warn' : 'info']({ queue: name, jobId: job.id, attempt: job.attemptsMade, reason: err.message }, final ? 'job failed' : 'job attempt failed; will retry');
-      // A transient failure that used up its attempts: the command log must say failed too.
-      if (final && !(err instanceof UnrecoverableError) && name === QUEUES.commands) {
-        const commandId = (job.data as { commandId?: string }).commandId;
-        if (commandId) {
-          markCommandFailed(ctx.orm.em.fork(), commandId, { code: 'INTERNAL_ERROR', message: err.message }).catch((e) => ctx.logger.error({ err: e }, 'could not record a failed command'));
-        }
+      // A transient failure that used up its attempts: the log must say failed too (and the partner's next command may go).
+      if (final && !(err instanceof UnrecoverableError) && err.name !== 'UnrecoverableError') {
+        recordExhausted(ctx, name, job, err).catch((e) => ctx.logger.error({ err: e }, 'could not record a failed job'));
       }
     });
     return w;

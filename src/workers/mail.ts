@@ -37,6 +37,13 @@ async function render(ctx: AppContext, row: OutboxRow): Promise<{ to: string; ma
   throw new PermanentError('VALIDATION_FAILED', `unknown outbox kind ${row.kind}`);
 }
 
+/** A mail job that used up its attempts on transient errors: the outbox row is marked failed. */
+export async function failMailFinally(ctx: AppContext, data: unknown, message: string): Promise<void> {
+  const outboxId = (data as { outboxId?: unknown } | null)?.outboxId;
+  if (typeof outboxId !== 'string') return;
+  await ctx.orm.em.fork().execute(`update outbox set state = 'failed', error = ?::jsonb where id = ? and state = 'pending'`, [JSON.stringify({ code: 'SMTP_UNAVAILABLE', message }), outboxId]);
+}
+
 /**
  * The `mail` job: `{outboxId}`. Idempotency key: the outbox row (a sent row is never sent again).
  * SMTP 4xx and connection errors retry with backoff; 5xx fails at once and is stored on the row.

@@ -3,7 +3,7 @@ import type { AppContext } from '../context.js';
 import type { Em } from '../db/orm.js';
 import { jobIds } from '../queues/index.js';
 import { applyAssignPair, applyRevokePair } from './access.js';
-import type { LoadedCommand } from './commands.js';
+import { wakeNext, type LoadedCommand } from './commands.js';
 import { classify, toUnrecoverable } from './failures.js';
 import { enqueueMail } from './outbox.js';
 
@@ -37,7 +37,7 @@ export async function fanOutPairs(ctx: AppContext, em: Em, cmd: LoadedCommand): 
 type ItemState = 'waiting' | 'active' | 'completed' | 'failed';
 
 /** Moves an item to its final state and keeps the command's counters (and final state) in step, in the caller's transaction. */
-async function finishItem(tx: Em, commandId: string, idx: number, from: ItemState, to: { state: 'completed'; outcome: string } | { state: 'failed'; error: { code: string; message: string } }): Promise<void> {
+async function finishItem(tx: Em, commandId: string, idx: number, from: ItemState, to: { state: 'completed'; outcome: string } | { state: 'failed'; error: { code: string; message: string } }): Promise<{ commandFinished: boolean }> {
   await tx.execute(
     `update command_item set state = ?, outcome = ?, error = ?::jsonb, attempts = attempts + 1, finished_at = now() where command_id = ? and idx = ?`,
     [to.state, to.state === 'completed' ? to.outcome : null, to.state === 'failed' ? JSON.stringify(to.error) : null, commandId, idx],
@@ -45,14 +45,34 @@ async function finishItem(tx: Em, commandId: string, idx: number, from: ItemStat
   const wasOpen = from === 'waiting' || from === 'active';
   const openDelta = wasOpen ? -1 : 0;
   const failedDelta = (to.state === 'failed' ? 1 : 0) - (from === 'failed' ? 1 : 0);
-  if (openDelta === 0 && failedDelta === 0) return;
-  await tx.execute(
+  if (openDelta === 0 && failedDelta === 0) return { commandFinished: false };
+  const [c] = await tx.execute<{ items_open: number }[]>(
     `update command set items_open = items_open + ?, items_failed = items_failed + ?,
        state = case when items_open + ? = 0 then (case when items_failed + ? > 0 then 'failed' else 'completed' end) else state end,
        finished_at = case when items_open + ? = 0 then now() else finished_at end
-     where id = ?`,
+     where id = ? returning items_open`,
     [openDelta, failedDelta, openDelta, failedDelta, openDelta, commandId],
   );
+  return { commandFinished: wasOpen && c?.items_open === 0 };
+}
+
+/** A pair job that used up its attempts on transient errors: the item fails with INTERNAL_ERROR so the command can finish. */
+export async function failPairFinally(ctx: AppContext, data: unknown, message: string): Promise<void> {
+  const d = data as { commandId?: string; idx?: number };
+  if (typeof d.commandId !== 'string' || typeof d.idx !== 'number') return;
+  const commandId = d.commandId;
+  const idx = d.idx;
+  const finished = await ctx.orm.em.fork().transactional(async (tx) => {
+    const [item] = await tx.execute<{ state: ItemState }[]>('select state from command_item where command_id = ? and idx = ? for update', [commandId, idx]);
+    if (!item || item.state === 'completed' || item.state === 'failed') return null;
+    return finishItem(tx, commandId, idx, item.state, { state: 'failed', error: { code: 'INTERNAL_ERROR', message } });
+  });
+  if (finished?.commandFinished) await wakeAfter(ctx, commandId);
+}
+
+async function wakeAfter(ctx: AppContext, commandId: string): Promise<void> {
+  const [c] = await ctx.orm.em.fork().execute<{ partner_id: string; seq: string }[]>('select partner_id, seq from command where id = ?', [commandId]);
+  if (c) await wakeNext(ctx, c.partner_id, String(c.seq));
 }
 
 /**
@@ -80,22 +100,24 @@ export async function processPairJob(ctx: AppContext, data: unknown): Promise<un
       const [item] = await tx.execute<{ state: ItemState; outcome: string | null }[]>('select state, outcome from command_item where command_id = ? and idx = ? for update', [commandId, idx]);
       if (!item || item.state === 'completed') return { outcome: item?.outcome ?? null, outboxIds: [] as string[] };
       const r = row.type === 'access.assign' ? await applyAssignPair(tx, pair, ctx.config.grantTtlDays) : await applyRevokePair(tx, pair);
-      await finishItem(tx, commandId, idx, item.state, { state: 'completed', outcome: r.decision.outcome });
-      return { outcome: r.decision.outcome, outboxIds: r.outboxIds };
+      const fin = await finishItem(tx, commandId, idx, item.state, { state: 'completed', outcome: r.decision.outcome });
+      return { outcome: r.decision.outcome, outboxIds: r.outboxIds, commandFinished: fin.commandFinished };
     });
     await enqueueMail(ctx, out.outboxIds);
+    if ('commandFinished' in out && out.commandFinished) await wakeAfter(ctx, commandId);
     return { outcome: out.outcome };
   } catch (err) {
     const f = classify(err);
     if (f.kind === 'transient') throw err;
-    await em.transactional(async (tx) => {
+    const fin = await em.transactional(async (tx) => {
       const [item] = await tx.execute<{ state: ItemState }[]>('select state from command_item where command_id = ? and idx = ? for update', [commandId, idx]);
-      if (!item || item.state === 'completed') return;
-      await finishItem(tx, commandId, idx, item.state, { state: 'failed', error: { code: f.code, message: f.message } });
+      if (!item || item.state === 'completed') return null;
       if (f.code === 'EMAIL_LINKED_TO_OTHER_PARTNER') {
         await tx.execute('insert into conflict (partner_id, hub_id, email, command_id) values (?, ?, ?, ?) on conflict do nothing', [pair.partnerId, pair.hubId, pair.email, commandId]);
       }
+      return finishItem(tx, commandId, idx, item.state, { state: 'failed', error: { code: f.code, message: f.message } });
     });
+    if (fin?.commandFinished) await wakeAfter(ctx, commandId);
     throw toUnrecoverable(f);
   }
 }
