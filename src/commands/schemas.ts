@@ -96,7 +96,12 @@ export interface Issue {
 
 /** Turns zod issues into the contract's `issues: [{path, message}]`, path as a JSON-pointer-like dotted string. */
 export function toIssues(error: z.ZodError, prefix: (string | number)[] = []): Issue[] {
-  return error.issues.map((i) => ({ path: [...prefix, ...i.path].map(String).join('.'), message: i.message }));
+  return error.issues.flatMap((i) =>
+    // An unknown key is reported on its parent: name the key itself in the path.
+    i.code === 'unrecognized_keys'
+      ? i.keys.map((k) => ({ path: [...prefix, ...i.path, k].map(String).join('.'), message: 'unknown field' }))
+      : [{ path: [...prefix, ...i.path].map(String).join('.'), message: i.message }],
+  );
 }
 
 /** Validates one command; the discriminator is checked first so an unknown type gets one clear issue. */

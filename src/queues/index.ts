@@ -89,7 +89,7 @@ export async function createQueues(redisUrl: string, prefix: string): Promise<Qu
     all: () => Object.values(q) as Queue[],
     async close() {
       await Promise.all(Object.values(q).map((x) => x.close()));
-      connection.disconnect();
+      if (connection.status !== 'end') connection.disconnect();
     },
   };
 }

@@ -5,7 +5,7 @@ import { HttpError, isDatabaseUnavailable } from '../../commands/errors.js';
 import { adminOnlyTypes, batchSchema, idPattern, parseCommand, toIssues, type Command, type Issue } from '../../commands/schemas.js';
 import { addMonths, monthRange } from '../../domain/credit.js';
 import { creditReport, monthOf, recalculateCredit } from '../../workers/credit.js';
-import { authorize, TokenRegistry } from './auth.js';
+import { authenticate, authorize, TokenRegistry } from './auth.js';
 import { createHash } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -87,6 +87,12 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
   app.get('/openapi.json', { schema: { hide: true } }, async () => openApiDocument());
 
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'No such route.' } }));
+
+  // Authenticate before the body is parsed: without a valid token the answer is 401, whatever the body.
+  app.addHook('onRequest', async (req) => {
+    const path = req.url;
+    if (path.startsWith('/v1/partners/') || path.startsWith('/v1/commands/')) authenticate(registry, req);
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
