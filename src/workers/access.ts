@@ -152,15 +152,20 @@ export async function expireGrantTokens(tx: Em, partnerId: string, where: { hubI
  * already touched. Returns the revoked pairs.
  */
 export async function revokeAllAccess(tx: Em, q: { partnerId: string; email?: string; hubId?: string; commandId: string; issuedAt: Date | null }): Promise<{ hub_id: string; email: string }[]> {
-  const rows = await tx.execute<{ hub_id: string; email: string }[]>(
-    `update access set state = 'revoked', updated_at = now(), command_id = ?,
-            last_issued_at = greatest(last_issued_at, ?::timestamptz)
-      where partner_id = ? and state <> 'revoked'
-        and (?::text is null or email = ?) and (?::text is null or hub_id = ?)
-        and (?::timestamptz is null or last_issued_at is null or last_issued_at <= ?::timestamptz)
-      returning hub_id, email`,
+  // One statement: revoke, and expire the open grant links of exactly the revoked pairs.
+  return tx.execute<{ hub_id: string; email: string }[]>(
+    `with revoked as (
+       update access set state = 'revoked', updated_at = now(), command_id = ?,
+              last_issued_at = greatest(last_issued_at, ?::timestamptz)
+        where partner_id = ? and state <> 'revoked'
+          and (?::text is null or email = ?) and (?::text is null or hub_id = ?)
+          and (?::timestamptz is null or last_issued_at is null or last_issued_at <= ?::timestamptz)
+        returning partner_id, hub_id, email),
+     expired as (
+       update grant_token g set expires_at = least(g.expires_at, now())
+         from revoked r
+        where g.partner_id = r.partner_id and g.hub_id = r.hub_id and g.email = r.email and g.used_at is null and g.expires_at > now())
+     select hub_id, email from revoked`,
     [q.commandId, q.issuedAt?.toISOString() ?? null, q.partnerId, q.email ?? null, q.email ?? null, q.hubId ?? null, q.hubId ?? null, q.issuedAt?.toISOString() ?? null, q.issuedAt?.toISOString() ?? null],
   );
-  await expireGrantTokens(tx, q.partnerId, { ...(q.email ? { email: q.email } : {}), ...(q.hubId ? { hubId: q.hubId } : {}) });
-  return rows;
 }

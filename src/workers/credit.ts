@@ -53,12 +53,14 @@ export async function recalculateCredit(em: Em, partnerId: string, opts: { now: 
   const soldTierCredit = report.months.at(-1)?.total ?? 0;
   const tier = computeTier(soldTierCredit, defaultTierThresholds);
   const upcomingRenewals = countUpcomingRenewals(clients.map((c) => ({ status: c.status, renewalDate: c.renewal_date })), dayOf(opts.now), opts.renewalAlertDays);
+  // The dashboard shows the current month: a recalculation of a past month is returned, not stored.
+  if (month !== monthOf(opts.now)) return { managedMrr, soldTierCredit, tier, upcomingRenewals, month };
   await em.execute(
     `insert into credit_snapshot (partner_id, managed_mrr, sold_tier_credit, tier, next_tier, upcoming_renewals, calculated_at)
-     values (?, ?, ?, ?, ?, ?, now())
+     values (?, ?, ?, ?, ?, ?, ?)
      on conflict (partner_id) do update set managed_mrr = excluded.managed_mrr, sold_tier_credit = excluded.sold_tier_credit,
        tier = excluded.tier, next_tier = excluded.next_tier, upcoming_renewals = excluded.upcoming_renewals, calculated_at = excluded.calculated_at`,
-    [partnerId, managedMrr, soldTierCredit, tier.current, tier.next, upcomingRenewals],
+    [partnerId, managedMrr, soldTierCredit, tier.current, tier.next, upcomingRenewals, opts.now.toISOString()],
   );
   return { managedMrr, soldTierCredit, tier, upcomingRenewals, month };
 }

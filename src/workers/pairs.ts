@@ -53,7 +53,18 @@ async function finishItem(tx: Em, commandId: string, idx: number, from: ItemStat
      where id = ? returning items_open`,
     [openDelta, failedDelta, openDelta, failedDelta, openDelta, commandId],
   );
-  return { commandFinished: wasOpen && c?.items_open === 0 };
+  if (c?.items_open !== 0) return { commandFinished: false };
+  // Finished (again): the command row carries the outcome counts and the first failure, as other commands do.
+  await tx.execute(
+    `update command set
+       result = (select jsonb_build_object('pairs', sum(n), 'outcomes', jsonb_object_agg(k, n), 'outcome', case when count(*) = 1 then max(k) else 'mixed' end)
+                   from (select case when state = 'failed' then 'failed' else coalesce(outcome, state) end as k, count(*) as n
+                           from command_item where command_id = ? group by 1) s),
+       error = (select error from command_item where command_id = ? and state = 'failed' order by idx limit 1)
+     where id = ?`,
+    [commandId, commandId, commandId],
+  );
+  return { commandFinished: wasOpen };
 }
 
 /** A pair job that used up its attempts on transient errors: the item fails with INTERNAL_ERROR so the command can finish. */

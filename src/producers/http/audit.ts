@@ -33,8 +33,9 @@ export function registerAuditRoutes(app: FastifyInstance, ctx: AppContext, regis
     if (q.type !== undefined && !commandTypes.includes(q.type as never)) issues.push({ path: 'type', message: `must be one of ${commandTypes.join(', ')}` });
     const limit = q.limit === undefined ? 100 : Number(q.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 500) issues.push({ path: 'limit', message: 'must be an integer from 1 to 500' });
-    const cursor = q.cursor === undefined ? null : Number(Buffer.from(q.cursor, 'base64url').toString());
-    if (cursor !== null && !Number.isInteger(cursor)) issues.push({ path: 'cursor', message: 'invalid cursor' });
+    const decoded = q.cursor === undefined ? null : Buffer.from(q.cursor, 'base64url').toString();
+    const cursor = decoded !== null && /^[1-9]\d{0,18}$/.test(decoded) ? Number(decoded) : null;
+    if (q.cursor !== undefined && cursor === null) issues.push({ path: 'cursor', message: 'invalid cursor' });
     if (q.email !== undefined && q.email.length > 254) issues.push({ path: 'email', message: 'too long' });
     if (issues.length) throw new HttpError(400, 'VALIDATION_FAILED', 'The request is not valid.', { issues });
     const email = q.email?.toLowerCase() ?? null;

@@ -22,6 +22,11 @@ export interface ServerOptions {
   readiness?: () => Record<string, boolean>;
 }
 
+/** The request as logged: method, URL with grant tokens masked, and the caller's address. */
+export function serializeRequest(req: { method?: string; url?: string; ip?: string; id?: string }) {
+  return { method: req.method, url: req.url?.replace(/\/v1\/grants\/[^/?#]+/, '/v1/grants/[redacted]'), remoteAddress: req.ip, id: req.id };
+}
+
 const validation = (issues: Issue[]) => new HttpError(400, 'VALIDATION_FAILED', 'The request is not valid.', { issues });
 
 function partnerParam(req: FastifyRequest): string {
@@ -33,7 +38,8 @@ function partnerParam(req: FastifyRequest): string {
 /** The HTTP API of contract §3–§7 (commands, reads, grant links, health). */
 export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise<FastifyInstance> {
   const app: FastifyInstance = Fastify({
-    loggerInstance: ctx.logger.child({ role: 'api' }) as FastifyBaseLogger,
+    // Grant tokens are credentials: request lines never carry them.
+    loggerInstance: ctx.logger.child({ role: 'api' }, { serializers: { req: serializeRequest } }) as FastifyBaseLogger,
     bodyLimit: ctx.config.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: ctx.config.logLevel !== 'debug' && ctx.config.logLevel !== 'trace' }),
     routerOptions: { maxParamLength: 300 },
