@@ -359,7 +359,7 @@ describe('credit and tier', () => {
     expect(state).toBe('completed');
     // The fan-out jobs are added before the parent completes: once nothing waits or runs, all are done.
     await waitFor(async () => {
-      const c = await credit.getJobCounts('waiting', 'active', 'prioritized', 'paused');
+      const c = await credit.getJobCounts('waiting', 'active', 'prioritized');
       return Object.values(c).every((n) => n === 0);
     }, { timeoutMs: 20_000, what: 'the recalculate-partner jobs' });
     expect(await credit.getJobCounts('failed')).toEqual({ failed: 0 });
@@ -396,7 +396,7 @@ describe('credit and tier', () => {
     expect((await snapshots()).filter((s) => ours.includes(s.partner_id as string))).toEqual([]);
 
     const counted = await runRecalculateAll();
-    const [{ n: partnerCount }] = await svc.sql<{ n: number }>('select count(*)::int as n from partner');
+    const [{ n: partnerCount }] = (await svc.sql<{ n: number }>('select count(*)::int as n from partner')) as [{ n: number }];
     expect(counted).toBe(partnerCount);
 
     const first = await snapshots();

@@ -44,7 +44,7 @@ describe('the queue dashboard', () => {
     const none = await board('');
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toMatch(/^Basic /);
-    expect((await none.json()).error.code).toBe('UNAUTHENTICATED');
+    expect(((await none.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
 
     for (const authorization of [basic('ops', 'not-a-token'), basic('ops', TOKENS.crm), basic('ops', TOKENS.other), basic(TOKENS.admin, ''), `Bearer ${TOKENS.crm}`]) {
       const page = await board('', { authorization });

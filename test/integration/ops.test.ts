@@ -209,7 +209,7 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
   it('when a command is posted as text/plain, then it is refused with 415 UNSUPPORTED_MEDIA_TYPE and nothing is recorded', async () => {
     const { api } = svc;
     await settle(svc);
-    const [{ n: rowsBefore }] = await svc.sql<{ n: string }>('select count(*) as n from command');
+    const [{ n: rowsBefore }] = (await svc.sql<{ n: string }>('select count(*) as n from command')) as [{ n: string }];
     const jobsBefore = await svc.app.ctx.queues.commands.count();
     const acceptedBefore = (await Scrape.from(api)).get('pap_commands_accepted_total', { type: 'employee.tag' });
 
@@ -223,7 +223,7 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
     expect(xml.status).toBe(415);
     expect(xml.body.error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
 
-    const [{ n: rowsAfter }] = await svc.sql<{ n: string }>('select count(*) as n from command');
+    const [{ n: rowsAfter }] = (await svc.sql<{ n: string }>('select count(*) as n from command')) as [{ n: string }];
     expect(Number(rowsAfter)).toBe(Number(rowsBefore));
     expect(await svc.app.ctx.queues.commands.count()).toBe(jobsBefore);
     expect((await api.get('/v1/commands/plain-text-1')).status).toBe(404);
@@ -369,7 +369,7 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const r = await api.get(`/v1/partners/p-100/audit?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, TOKENS.reader);
+      const r: { status: number; body: { entries: AuditEntry[]; nextCursor: string | null } } = await api.get(`/v1/partners/p-100/audit?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, TOKENS.reader);
       expect(r.status).toBe(200);
       expect(r.body.entries.length).toBeLessThanOrEqual(2);
       expect(r.body.entries.length).toBeGreaterThan(0);
