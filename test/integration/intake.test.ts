@@ -358,6 +358,18 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
   });
 
   describe('auth', () => {
+    /** Every request answers 401 UNAUTHENTICATED and leaves no trace. */
+    const expectUnauthenticated = async (sends: [string, () => Promise<Reply>][]) => {
+      const before = await footprint(svc);
+      const got: [string, number, string][] = [];
+      for (const [what, send] of sends) {
+        const r = await send();
+        got.push([what, r.status, r.body?.error?.code]);
+      }
+      expect(got).toEqual(sends.map(([what]) => [what, 401, 'UNAUTHENTICATED']));
+      expect(await footprint(svc)).toEqual(before);
+    };
+
     it('when the token is missing, unknown or not a bearer token, then 401 UNAUTHENTICATED everywhere and nothing is recorded', async () => {
       const { api } = svc;
       const tag = { type: 'employee.tag', email: 'mallory@acme.test' };
@@ -372,14 +384,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
         ['employees, unknown token', () => api.get(`/v1/partners/${P1}/employees`, 'tok-unknown-000000')],
         ['status, no token', () => api.get('/v1/commands/idem-same-1', null as unknown as string)],
       ];
-      const before = await footprint(svc);
-      const got: [string, number, string][] = [];
-      for (const [what, send] of sends) {
-        const r = await send();
-        got.push([what, r.status, r.body?.error?.code]);
-      }
-      expect(got).toEqual(sends.map(([what]) => [what, 401, 'UNAUTHENTICATED']));
-      expect(await footprint(svc)).toEqual(before);
+      await expectUnauthenticated(sends);
     });
 
     it('when an unauthenticated request also has a malformed body or partner id, then it is still 401', async () => {
@@ -388,14 +393,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
         ['invalid command', () => svc.api.post(P1, { type: 'nope' }, null as unknown as string)],
         ['bad partner id', () => svc.api.request('POST', '/v1/partners/bad%20id/commands', { token: null, body: { type: 'credit.recalculate' } })],
       ];
-      const before = await footprint(svc);
-      const got: [string, number, string][] = [];
-      for (const [what, send] of sends) {
-        const r = await send();
-        got.push([what, r.status, r.body?.error?.code]);
-      }
-      expect(got).toEqual(sends.map(([what]) => [what, 401, 'UNAUTHENTICATED']));
-      expect(await footprint(svc)).toEqual(before);
+      await expectUnauthenticated(sends);
     });
 
     it('when a token lacks the partner or the scope, then 403 FORBIDDEN and nothing is recorded', async () => {
