@@ -118,6 +118,18 @@ export function parseCommand(raw: unknown, prefix: (string | number)[] = []): { 
   return { ok: true, command: parsed.data as Command };
 }
 
+/** Validates a batch; issue paths are `commands.{i}.…`. All valid or none. */
+export function parseCommands(raws: unknown[]): { ok: true; commands: Command[] } | { ok: false; issues: Issue[] } {
+  const commands: Command[] = [];
+  const issues: Issue[] = [];
+  raws.forEach((raw, i) => {
+    const r = parseCommand(raw, ['commands', i]);
+    if (r.ok) commands.push(r.command);
+    else issues.push(...r.issues);
+  });
+  return issues.length ? { ok: false, issues } : { ok: true, commands };
+}
+
 /** A stable JSON text (keys sorted) of a command without its commandId: what "the same body" means. */
 export function canonicalBody(command: Command): string {
   const { commandId: _ignored, ...rest } = command;

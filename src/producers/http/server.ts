@@ -2,7 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { AppContext } from '../../context.js';
 import { acceptCommands, getCommandStatus } from '../../commands/log.js';
 import { HttpError, isDatabaseUnavailable } from '../../commands/errors.js';
-import { adminOnlyTypes, batchSchema, idPattern, parseCommand, toIssues, type Command, type Issue } from '../../commands/schemas.js';
+import { adminOnlyTypes, batchSchema, idPattern, parseCommand, parseCommands, toIssues, type Command, type Issue } from '../../commands/schemas.js';
 import { addMonths, monthRange } from '../../domain/credit.js';
 import { creditReport, monthOf, recalculateCredit } from '../../workers/credit.js';
 import { authenticate, authorize, TokenRegistry } from './auth.js';
@@ -144,14 +144,9 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     const token = authorize(registry, req, 'commands:write', partnerId);
     const parsed = batchSchema.safeParse(req.body);
     if (!parsed.success) throw validation(toIssues(parsed.error));
-    const issues: Issue[] = [];
-    const commands: Command[] = [];
-    parsed.data.commands.forEach((raw, i) => {
-      const r = parseCommand(raw, ['commands', i]);
-      if (r.ok) commands.push(r.command);
-      else issues.push(...r.issues);
-    });
-    if (issues.length) throw validation(issues);
+    const batch = parseCommands(parsed.data.commands);
+    if (!batch.ok) throw validation(batch.issues);
+    const { commands } = batch;
     checkAdminTypes(req, commands);
     const accepted = await acceptCommands(ctx.orm, ctx.queues, { partnerId, tokenName: token.name, commands });
     const anyCreated = accepted.some((a) => a.created);
