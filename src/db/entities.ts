@@ -64,8 +64,6 @@ export const CommandRecord = defineEntity({
     result: p.json<unknown>().nullable(),
     error: p.json<{ code: string; message: string }>().nullable(),
     itemsTotal: p.integer(),
-    itemsOpen: p.integer(),
-    itemsFailed: p.integer(),
     createdAt: p.datetime(),
     startedAt: p.datetime().nullable(),
     finishedAt: p.datetime().nullable(),

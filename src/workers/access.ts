@@ -2,7 +2,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Em } from '../db/orm.js';
 import { decideAssignment, decideGrant, decideRevoke, type AccessFacts, type Decision } from '../domain/access.js';
 import { DomainError } from '../domain/errors.js';
-import { writeOutbox } from './outbox.js';
 
 export interface PairRef {
   partnerId: string;
@@ -65,15 +64,18 @@ const isLinkViolation = (err: unknown) =>
  */
 export async function applyAssignPair(tx: Em, p: PairRef, grantTtlDays: number): Promise<PairResult> {
   await lockPair(tx, p.hubId, p.email);
-  const [facts] = await tx.execute<{ employee: { tagged: boolean; status: 'active' | 'removed'; name: string | null } | null; client: { status: 'active' | 'terminated' } | null; linked: boolean; portal: boolean }[]>(
+  // One round trip for every fact the decision needs (after the lock, so it sees committed rivals).
+  const [facts] = await tx.execute<{ employee: { tagged: boolean; status: 'active' | 'removed'; name: string | null } | null; client: { status: 'active' | 'terminated' } | null; linked: boolean; portal: boolean; access: { state: AccessFacts['state']; last_issued_at: string | null } | null }[]>(
     `select
        (select row_to_json(e) from (select tagged, status, name from employee where partner_id = ? and email = ? for share) e) as employee,
        (select row_to_json(c) from (select status from client where partner_id = ? and hub_id = ? for share) c) as client,
        exists (select 1 from access where hub_id = ? and email = ? and partner_id <> ? and state in ('pending', 'active')) as linked,
-       exists (select 1 from portal_user where hub_id = ? and email = ?) as portal`,
-    [p.partnerId, p.email, p.partnerId, p.hubId, p.hubId, p.email, p.partnerId, p.hubId, p.email],
+       exists (select 1 from portal_user where hub_id = ? and email = ?) as portal,
+       (select row_to_json(a) from (select state, last_issued_at from access where partner_id = ? and hub_id = ? and email = ?) a) as access`,
+    [p.partnerId, p.email, p.partnerId, p.hubId, p.hubId, p.email, p.partnerId, p.hubId, p.email, p.partnerId, p.hubId, p.email],
   );
-  const access = await loadAccess(tx, p);
+  const a = facts?.access;
+  const access: AccessFacts | null = a ? { state: a.state, lastIssuedAt: a.last_issued_at ? new Date(a.last_issued_at) : null } : null;
   const decision = decideAssignment({
     employee: facts?.employee ?? null,
     client: facts?.client ?? null,
@@ -94,17 +96,14 @@ export async function applyAssignPair(tx: Em, p: PairRef, grantTtlDays: number):
   }
   if (decision.outcome !== 'pending') return { decision, outboxIds: [] };
   const token = randomBytes(32).toString('base64url');
-  await tx.execute(
-    `insert into grant_token (token_hash, partner_id, hub_id, email, expires_at) values (?, ?, ?, ?, now() + make_interval(days => ?))`,
-    [hashToken(token), p.partnerId, p.hubId, p.email, grantTtlDays],
+  const [row] = await tx.execute<{ id: string }[]>(
+    `with grant_row as (
+       insert into grant_token (token_hash, partner_id, hub_id, email, expires_at) values (?, ?, ?, ?, now() + make_interval(days => ?)))
+     insert into outbox (notification_key, kind, partner_id, payload) values (?, 'access.pending', ?, ?::jsonb)
+     on conflict (notification_key) do nothing returning id`,
+    [hashToken(token), p.partnerId, p.hubId, p.email, grantTtlDays, `access.pending:${p.commandId}:${p.hubId}:${p.email}`, p.partnerId, JSON.stringify({ hubId: p.hubId, email: p.email, token })],
   );
-  const id = await writeOutbox(tx, {
-    key: `access.pending:${p.commandId}:${p.hubId}:${p.email}`,
-    kind: 'access.pending',
-    partnerId: p.partnerId,
-    payload: { hubId: p.hubId, email: p.email, token },
-  });
-  return { decision, outboxIds: id ? [id] : [] };
+  return { decision, outboxIds: row ? [String(row.id)] : [] };
 }
 
 /** Applies one `access.revoke` pair; pending grant links for the pair stop working. */

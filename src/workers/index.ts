@@ -50,7 +50,7 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
     const w = new Worker(name, processor, {
       connection: workerConnection(ctx.config.redisUrl),
       prefix: ctx.queues.prefix,
-      concurrency: name === QUEUES.credit ? 2 : ctx.config.workerConcurrency,
+      concurrency: ctx.config.workerConcurrency,
       lockDuration: ctx.config.jobLockMs,
       stalledInterval: ctx.config.jobLockMs,
       maxStalledCount: 3,

@@ -14,57 +14,70 @@ import { enqueueMail } from './outbox.js';
  */
 export async function fanOutPairs(ctx: AppContext, em: Em, cmd: LoadedCommand): Promise<{ pairs: number }> {
   const c = cmd.command as { clientHubIds: string[]; employeeEmails: string[] };
-  const hubs: string[] = [];
-  const emails: string[] = [];
-  for (const h of c.clientHubIds) for (const e of c.employeeEmails) { hubs.push(h); emails.push(e); }
+  const pairs = c.clientHubIds.flatMap((h) => c.employeeEmails.map((e) => [h, e]));
   const open = await em.transactional(async (tx) => {
     await tx.execute('select 1 from command where id = ? for update', [cmd.id]);
     await tx.execute(
       `insert into command_item (command_id, idx, hub_id, email)
        select ?, (t.ord - 1)::int, t.pair->>0, t.pair->>1 from jsonb_array_elements(?::jsonb) with ordinality as t(pair, ord)
        on conflict do nothing`,
-      [cmd.id, JSON.stringify(hubs.map((h, i) => [h, emails[i]]))],
+      [cmd.id, JSON.stringify(pairs)],
     );
-    await tx.execute(`update command set items_total = ?, items_open = ? where id = ? and items_total = 0`, [hubs.length, hubs.length, cmd.id]);
+    await tx.execute(`update command set items_total = ? where id = ? and items_total = 0`, [pairs.length, cmd.id]);
     return tx.execute<{ idx: number }[]>(`select idx from command_item where command_id = ? and state in ('waiting', 'active') order by idx`, [cmd.id]);
   });
   if (open.length) {
     await ctx.queues.pairs.addBulk(open.map(({ idx }) => ({ name: cmd.type, data: { commandId: cmd.id, idx }, opts: { jobId: jobIds.pair(cmd.id, idx) } })));
   }
-  return { pairs: hubs.length };
+  return { pairs: pairs.length };
 }
 
 type ItemState = 'waiting' | 'active' | 'completed' | 'failed';
+type ItemEnd = { state: 'completed'; outcome: string } | { state: 'failed'; error: { code: string; message: string } };
 
-/** Moves an item to its final state and keeps the command's counters (and final state) in step, in the caller's transaction. */
-async function finishItem(tx: Em, commandId: string, idx: number, from: ItemState, to: { state: 'completed'; outcome: string } | { state: 'failed'; error: { code: string; message: string } }): Promise<{ commandFinished: boolean }> {
-  await tx.execute(
-    `update command_item set state = ?, outcome = ?, error = ?::jsonb, attempts = attempts + 1, finished_at = now() where command_id = ? and idx = ?`,
-    [to.state, to.state === 'completed' ? to.outcome : null, to.state === 'failed' ? JSON.stringify(to.error) : null, commandId, idx],
+/** The item was finished by a concurrent run of the same pair job: this run's writes are rolled back. */
+class AlreadyFinished extends Error {}
+
+/**
+ * Finishes an item in the caller's transaction, unless it is already completed (a concurrent
+ * duplicate run got there first). The command row is not touched here: pairs of one command run in
+ * parallel without contending on it; `finalizeIfDone` settles the command after commit.
+ */
+async function finishItem(tx: Em, commandId: string, idx: number, end: ItemEnd): Promise<void> {
+  const rows = await tx.execute(
+    `update command_item set state = ?, outcome = ?, error = ?::jsonb, attempts = attempts + 1, finished_at = now()
+      where command_id = ? and idx = ? and state <> 'completed' returning 1`,
+    [end.state, end.state === 'completed' ? end.outcome : null, end.state === 'failed' ? JSON.stringify(end.error) : null, commandId, idx],
   );
-  const wasOpen = from === 'waiting' || from === 'active';
-  const openDelta = wasOpen ? -1 : 0;
-  const failedDelta = (to.state === 'failed' ? 1 : 0) - (from === 'failed' ? 1 : 0);
-  if (openDelta === 0 && failedDelta === 0) return { commandFinished: false };
-  const [c] = await tx.execute<{ items_open: number }[]>(
-    `update command set items_open = items_open + ?, items_failed = items_failed + ?,
-       state = case when items_open + ? = 0 then (case when items_failed + ? > 0 then 'failed' else 'completed' end) else state end,
-       finished_at = case when items_open + ? = 0 then now() else finished_at end
-     where id = ? returning items_open`,
-    [openDelta, failedDelta, openDelta, failedDelta, openDelta, commandId],
+  if (!rows.length) throw new AlreadyFinished();
+}
+
+/**
+ * When no item of the command is open any more, settles the command (state, outcome counts, first
+ * failure) from its items and, if that finished it now, lets the partner's next command go. Safe to
+ * run concurrently and repeatedly: the result is computed from the items, not incremented.
+ */
+export async function finalizeIfDone(ctx: Pick<AppContext, 'orm' | 'queues'>, commandId: string): Promise<void> {
+  const em = ctx.orm.em.fork();
+  const [open] = await em.execute<{ open: boolean }[]>(
+    `select exists (select 1 from command_item where command_id = ? and state in ('waiting', 'active')) as open`,
+    [commandId],
   );
-  if (c?.items_open !== 0) return { commandFinished: false };
-  // Finished (again): the command row carries the outcome counts and the first failure, as other commands do.
-  await tx.execute(
-    `update command set
-       result = (select jsonb_build_object('pairs', sum(n), 'outcomes', jsonb_object_agg(k, n), 'outcome', case when count(*) = 1 then max(k) else 'mixed' end)
-                   from (select case when state = 'failed' then 'failed' else coalesce(outcome, state) end as k, count(*) as n
-                           from command_item where command_id = ? group by 1) s),
+  if (open?.open !== false) return;
+  const [r] = await em.execute<{ before: string; partner_id: string; seq: string }[]>(
+    `with before as (select state from command where id = ?),
+          k as (select case when state = 'failed' then 'failed' else coalesce(outcome, state) end as k, count(*) as n
+                  from command_item where command_id = ? group by 1)
+     update command set
+       state = case when exists (select 1 from k where k.k = 'failed') then 'failed' else 'completed' end,
+       finished_at = now(),
+       result = (select jsonb_build_object('pairs', sum(n), 'outcomes', jsonb_object_agg(k, n), 'outcome', case when count(*) = 1 then max(k) else 'mixed' end) from k),
        error = (select error from command_item where command_id = ? and state = 'failed' order by idx limit 1)
-     where id = ?`,
-    [commandId, commandId, commandId],
+     where id = ? and items_total > 0
+     returning (select state from before) as before, partner_id, seq`,
+    [commandId, commandId, commandId, commandId],
   );
-  return { commandFinished: wasOpen };
+  if (r && r.before !== 'completed' && r.before !== 'failed') await wakeNext(ctx, r.partner_id, String(r.seq));
 }
 
 /** A pair job that used up its attempts on transient errors: the item fails with INTERNAL_ERROR so the command can finish. */
@@ -73,17 +86,16 @@ export async function failPairFinally(ctx: AppContext, data: unknown, message: s
   if (typeof d.commandId !== 'string' || typeof d.idx !== 'number') return;
   const commandId = d.commandId;
   const idx = d.idx;
-  const finished = await ctx.orm.em.fork().transactional(async (tx) => {
-    const [item] = await tx.execute<{ state: ItemState }[]>('select state from command_item where command_id = ? and idx = ? for update', [commandId, idx]);
-    if (!item || item.state === 'completed' || item.state === 'failed') return null;
-    return finishItem(tx, commandId, idx, item.state, { state: 'failed', error: { code: 'INTERNAL_ERROR', message } });
-  });
-  if (finished?.commandFinished) await wakeAfter(ctx, commandId);
+  await ctx.orm.em.fork().execute(
+    `update command_item set state = 'failed', error = ?::jsonb, finished_at = now() where command_id = ? and idx = ? and state in ('waiting', 'active')`,
+    [JSON.stringify({ code: 'INTERNAL_ERROR', message }), commandId, idx],
+  );
+  await finalizeIfDone(ctx, commandId);
 }
 
-async function wakeAfter(ctx: AppContext, commandId: string): Promise<void> {
-  const [c] = await ctx.orm.em.fork().execute<{ partner_id: string; seq: string }[]>('select partner_id, seq from command where id = ?', [commandId]);
-  if (c) await wakeNext(ctx, c.partner_id, String(c.seq));
+async function storedOutcome(em: Em, commandId: string, idx: number): Promise<string | null> {
+  const [i] = await em.execute<{ outcome: string | null }[]>('select outcome from command_item where command_id = ? and idx = ?', [commandId, idx]);
+  return i?.outcome ?? null;
 }
 
 /**
@@ -108,27 +120,26 @@ export async function processPairJob(ctx: AppContext, data: unknown): Promise<un
   const pair = { partnerId: row.partner_id, hubId: row.hub_id, email: row.email, commandId, issuedAt: row.issued_at ? new Date(row.issued_at) : null };
   try {
     const out = await em.transactional(async (tx) => {
-      const [item] = await tx.execute<{ state: ItemState; outcome: string | null }[]>('select state, outcome from command_item where command_id = ? and idx = ? for update', [commandId, idx]);
-      if (!item || item.state === 'completed') return { outcome: item?.outcome ?? null, outboxIds: [] as string[] };
       const r = row.type === 'access.assign' ? await applyAssignPair(tx, pair, ctx.config.grantTtlDays) : await applyRevokePair(tx, pair);
-      const fin = await finishItem(tx, commandId, idx, item.state, { state: 'completed', outcome: r.decision.outcome });
-      return { outcome: r.decision.outcome, outboxIds: r.outboxIds, commandFinished: fin.commandFinished };
+      await finishItem(tx, commandId, idx, { state: 'completed', outcome: r.decision.outcome });
+      return { outcome: r.decision.outcome, outboxIds: r.outboxIds };
     });
     await enqueueMail(ctx, out.outboxIds);
-    if ('commandFinished' in out && out.commandFinished) await wakeAfter(ctx, commandId);
+    await finalizeIfDone(ctx, commandId);
     return { outcome: out.outcome };
   } catch (err) {
+    if (err instanceof AlreadyFinished) return { outcome: await storedOutcome(em, commandId, idx) };
     const f = classify(err);
     if (f.kind === 'transient') throw err;
-    const fin = await em.transactional(async (tx) => {
-      const [item] = await tx.execute<{ state: ItemState }[]>('select state from command_item where command_id = ? and idx = ? for update', [commandId, idx]);
-      if (!item || item.state === 'completed') return null;
+    await em.transactional(async (tx) => {
       if (f.code === 'EMAIL_LINKED_TO_OTHER_PARTNER') {
         await tx.execute('insert into conflict (partner_id, hub_id, email, command_id) values (?, ?, ?, ?) on conflict do nothing', [pair.partnerId, pair.hubId, pair.email, commandId]);
       }
-      return finishItem(tx, commandId, idx, item.state, { state: 'failed', error: { code: f.code, message: f.message } });
+      await finishItem(tx, commandId, idx, { state: 'failed', error: { code: f.code, message: f.message } });
+    }).catch((e: unknown) => {
+      if (!(e instanceof AlreadyFinished)) throw e;
     });
-    if (fin?.commandFinished) await wakeAfter(ctx, commandId);
+    await finalizeIfDone(ctx, commandId);
     throw toUnrecoverable(f);
   }
 }

@@ -253,8 +253,8 @@ describe('an idempotent worker', () => {
       await waitFor(async () => (await (await pairs.getJob(pairJobId(commandId, 0)))?.getState()) === 'completed', { what: 'the queued pair job' });
       await settle();
 
-      const [cmd] = await svc.sql('select state, items_total, items_open, items_failed from command where id = ?', [commandId]);
-      expect(cmd).toEqual({ state: 'completed', items_total: 1, items_open: 0, items_failed: 0 });
+      const [cmd] = await svc.sql('select state, items_total, result from command where id = ?', [commandId]);
+      expect(cmd).toEqual({ state: 'completed', items_total: 1, result: { pairs: 1, outcomes: { pending: 1 }, outcome: 'pending' } });
       expect(await svc.sql('select state, outcome, attempts from command_item where command_id = ?', [commandId])).toEqual([{ state: 'completed', outcome: 'pending', attempts: 1 }]);
       expect(await svc.sql('select state from access where hub_id = ?', [hub])).toEqual([{ state: 'pending' }]);
       expect(await svc.sql('select count(*)::int as n from grant_token where hub_id = ?', [hub])).toEqual([{ n: 1 }]);

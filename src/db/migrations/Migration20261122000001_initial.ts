@@ -74,8 +74,6 @@ create table command (
   result jsonb,
   error jsonb,
   items_total int not null default 0,
-  items_open int not null default 0,
-  items_failed int not null default 0,
   created_at timestamptz not null default now(),
   started_at timestamptz,
   finished_at timestamptz,
@@ -98,6 +96,8 @@ create table command_item (
   finished_at timestamptz,
   primary key (command_id, idx)
 );
+-- "is any item of this command still open?" is an index probe, whatever the command's size
+create index command_item_open on command_item (command_id) where state in ('waiting','active');
 
 create table conflict (
   id bigserial primary key,
