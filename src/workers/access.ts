@@ -1,7 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Em } from '../db/orm.js';
-import { decideAssignment, decideGrant, decideRevoke, type AccessFacts, type Decision } from '../domain/access.js';
-import { DomainError } from '../domain/errors.js';
+import { decideGrant, type AccessFacts, type Decision } from '../domain/access.js';
 
 export interface PairRef {
   partnerId: string;
@@ -52,73 +51,6 @@ async function touchIssuedAt(tx: Em, p: PairRef): Promise<void> {
     'update access set last_issued_at = greatest(last_issued_at, ?::timestamptz) where partner_id = ? and hub_id = ? and email = ?',
     [p.issuedAt.toISOString(), p.partnerId, p.hubId, p.email],
   );
-}
-
-const isLinkViolation = (err: unknown) =>
-  (err as { code?: string; constraint?: string }).code === '23505' && String((err as { constraint?: string; message?: string }).constraint ?? (err as Error).message).includes('access_one_partner_per_email');
-
-/**
- * Applies one `access.assign` pair inside the caller's transaction. A newly pending pair gets a
- * grant token and one outbox row (key `access.pending:{commandId}:{hubId}:{email}`); the unique
- * index on live (client, email) rows is the race-proof backstop of EMAIL_LINKED_TO_OTHER_PARTNER.
- */
-export async function applyAssignPair(tx: Em, p: PairRef, grantTtlDays: number): Promise<PairResult> {
-  await lockPair(tx, p.hubId, p.email);
-  // One round trip for every fact the decision needs (after the lock, so it sees committed rivals).
-  const [facts] = await tx.execute<{ employee: { tagged: boolean; status: 'active' | 'removed'; name: string | null } | null; client: { status: 'active' | 'terminated' } | null; linked: boolean; portal: boolean; access: { state: AccessFacts['state']; last_issued_at: string | null } | null }[]>(
-    `select
-       (select row_to_json(e) from (select tagged, status, name from employee where partner_id = ? and email = ? for share) e) as employee,
-       (select row_to_json(c) from (select status from client where partner_id = ? and hub_id = ? for share) c) as client,
-       exists (select 1 from access where hub_id = ? and email = ? and partner_id <> ? and state in ('pending', 'active')) as linked,
-       exists (select 1 from portal_user where hub_id = ? and email = ?) as portal,
-       (select row_to_json(a) from (select state, last_issued_at from access where partner_id = ? and hub_id = ? and email = ?) a) as access`,
-    [p.partnerId, p.email, p.partnerId, p.hubId, p.hubId, p.email, p.partnerId, p.hubId, p.email, p.partnerId, p.hubId, p.email],
-  );
-  const a = facts?.access;
-  const access: AccessFacts | null = a ? { state: a.state, lastIssuedAt: a.last_issued_at ? new Date(a.last_issued_at) : null } : null;
-  const decision = decideAssignment({
-    employee: facts?.employee ?? null,
-    client: facts?.client ?? null,
-    access,
-    linkedToOtherPartner: facts?.linked ?? false,
-    isPortalUser: facts?.portal ?? false,
-    issuedAt: p.issuedAt,
-  });
-  if (!('state' in decision)) {
-    if (decision.outcome === 'unchanged') await touchIssuedAt(tx, p);
-    return { decision, outboxIds: [] };
-  }
-  try {
-    await writeAccess(tx, p, decision.state);
-  } catch (err) {
-    if (isLinkViolation(err)) throw new DomainError('EMAIL_LINKED_TO_OTHER_PARTNER', undefined, { cause: err });
-    throw err;
-  }
-  if (decision.outcome !== 'pending') return { decision, outboxIds: [] };
-  const token = randomBytes(32).toString('base64url');
-  const [row] = await tx.execute<{ id: string }[]>(
-    `with grant_row as (
-       insert into grant_token (token_hash, partner_id, hub_id, email, expires_at) values (?, ?, ?, ?, now() + make_interval(days => ?)))
-     insert into outbox (notification_key, kind, partner_id, payload) values (?, 'access.pending', ?, ?::jsonb)
-     on conflict (notification_key) do nothing returning id`,
-    [hashToken(token), p.partnerId, p.hubId, p.email, grantTtlDays, `access.pending:${p.commandId}:${p.hubId}:${p.email}`, p.partnerId, JSON.stringify({ hubId: p.hubId, email: p.email, token })],
-  );
-  return { decision, outboxIds: row ? [String(row.id)] : [] };
-}
-
-/** Applies one `access.revoke` pair; pending grant links for the pair stop working. */
-export async function applyRevokePair(tx: Em, p: PairRef): Promise<PairResult> {
-  await lockPair(tx, p.hubId, p.email);
-  const access = await loadAccess(tx, p);
-  const decision = decideRevoke(access, p.issuedAt);
-  if (decision.outcome === 'revoked') {
-    await writeAccess(tx, p, 'revoked');
-    await expireGrantTokens(tx, p.partnerId, { hubId: p.hubId, email: p.email });
-  } else if (decision.outcome === 'unchanged') {
-    if (access) await touchIssuedAt(tx, p);
-    else if (p.issuedAt) await writeAccess(tx, p, 'revoked'); // remember the revoke so an older assign arriving later is superseded
-  }
-  return { decision, outboxIds: [] };
 }
 
 /** Applies `access.grant`: pending → active, and the email joins the client's portal users. */

@@ -5,7 +5,7 @@ import { QUEUES, workerConnection, type QueueName } from '../queues/index.js';
 import { markCommandFailed, processCommandJob, wakeNext } from './commands.js';
 import { processCreditJob } from './scheduler.js';
 import { failMailFinally, processMailJob } from './mail.js';
-import { failPairFinally, processPairJob } from './pairs.js';
+import { failPairFinally, PairBatcher, processPairJob } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
 
 export interface WorkerHooks {
@@ -40,9 +40,10 @@ async function recordExhausted(ctx: AppContext, queue: QueueName, job: Job, err:
 /** Starts one BullMQ worker per queue, plus the reconciler, against the shared Redis and Postgres. */
 export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningWorkers {
   const transport = createTransport(ctx.config.smtpUrl);
+  const batcher = new PairBatcher(ctx, ctx.config.pairBatchSize);
   const processors: Record<QueueName, Processor> = {
     [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
-    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data),
+    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, batcher),
     [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data),
     [QUEUES.credit]: (job) => processCreditJob(ctx, job),
   };
@@ -50,7 +51,7 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
     const w = new Worker(name, processor, {
       connection: workerConnection(ctx.config.redisUrl),
       prefix: ctx.queues.prefix,
-      concurrency: ctx.config.workerConcurrency,
+      concurrency: name === QUEUES.pairs ? Math.max(ctx.config.workerConcurrency, ctx.config.pairBatchSize) : ctx.config.workerConcurrency,
       lockDuration: ctx.config.jobLockMs,
       stalledInterval: ctx.config.jobLockMs,
       maxStalledCount: 3,

@@ -2,9 +2,10 @@ import { UnrecoverableError } from 'bullmq';
 import type { AppContext } from '../context.js';
 import type { Em } from '../db/orm.js';
 import { jobIds } from '../queues/index.js';
-import { applyAssignPair, applyRevokePair } from './access.js';
+import { DomainError } from '../domain/errors.js';
+import { applyPairBatch, type BatchPair } from './pair-batch.js';
 import { wakeNext, type LoadedCommand } from './commands.js';
-import { classify, toUnrecoverable } from './failures.js';
+import { toUnrecoverable } from './failures.js';
 import { enqueueMail } from './outbox.js';
 
 /**
@@ -34,23 +35,6 @@ export async function fanOutPairs(ctx: AppContext, em: Em, cmd: LoadedCommand): 
 
 type ItemState = 'waiting' | 'active' | 'completed' | 'failed';
 type ItemEnd = { state: 'completed'; outcome: string } | { state: 'failed'; error: { code: string; message: string } };
-
-/** The item was finished by a concurrent run of the same pair job: this run's writes are rolled back. */
-class AlreadyFinished extends Error {}
-
-/**
- * Finishes an item in the caller's transaction, unless it is already completed (a concurrent
- * duplicate run got there first). The command row is not touched here: pairs of one command run in
- * parallel without contending on it; `finalizeIfDone` settles the command after commit.
- */
-async function finishItem(tx: Em, commandId: string, idx: number, end: ItemEnd): Promise<void> {
-  const rows = await tx.execute(
-    `update command_item set state = ?, outcome = ?, error = ?::jsonb, attempts = attempts + 1, finished_at = now()
-      where command_id = ? and idx = ? and state <> 'completed' returning 1`,
-    [end.state, end.state === 'completed' ? end.outcome : null, end.state === 'failed' ? JSON.stringify(end.error) : null, commandId, idx],
-  );
-  if (!rows.length) throw new AlreadyFinished();
-}
 
 /**
  * When no item of the command is open any more, settles the command (state, outcome counts, first
@@ -93,53 +77,135 @@ export async function failPairFinally(ctx: AppContext, data: unknown, message: s
   await finalizeIfDone(ctx, commandId);
 }
 
+export interface PairJobRef { commandId: string; idx: number }
+export type PairJobResult = { ok: true; outcome: string | null } | { ok: false; error: Error };
+
+interface ItemRow { command_id: string; idx: number; partner_id: string; type: string; issued_at: string | null; hub_id: string; email: string; state: ItemState; outcome: string | null }
+
+const isLinkViolation = (err: unknown) =>
+  (err as { code?: string }).code === '23505' && /access_one_partner_per_email/.test(String((err as { constraint?: string }).constraint ?? (err as Error).message));
+
+/**
+ * Applies a batch of `pairs` jobs in one transaction (one job is a batch of one). Idempotency key:
+ * (commandId, idx): a completed item is not applied again, and an item another run completed in
+ * the meantime keeps its outcome. Refused pairs (conflict, unknown or untagged employee, unknown or
+ * terminated client) are failed items whose jobs fail at once with their code; an operator retry
+ * re-decides them. If the batch transaction fails, its pairs are retried one by one, so one bad pair
+ * never holds the others back.
+ */
+export async function processPairs(ctx: AppContext, refs: PairJobRef[]): Promise<PairJobResult[]> {
+  const em = ctx.orm.em.fork();
+  const rows = await em.execute<ItemRow[]>(
+    `select i.command_id, i.idx, c.partner_id, c.type, c.issued_at, i.hub_id, i.email, i.state, i.outcome
+       from jsonb_to_recordset(?::jsonb) as t(command_id text, idx int)
+       join command_item i on i.command_id = t.command_id and i.idx = t.idx
+       join command c on c.id = i.command_id`,
+    [JSON.stringify(refs.map((r) => ({ command_id: r.commandId, idx: r.idx })))],
+  );
+  const byRef = new Map(rows.map((r) => [`${r.command_id}#${r.idx}`, r]));
+  const results: (PairJobResult | undefined)[] = refs.map((r) => {
+    const row = byRef.get(`${r.commandId}#${r.idx}`);
+    if (!row) return { ok: false, error: new UnrecoverableError(`NOT_FOUND: no item ${r.idx} of command ${r.commandId}`) };
+    if (row.state === 'completed') return { ok: true, outcome: row.outcome };
+    return undefined;
+  });
+  const todo = refs.map((_, i) => i).filter((i) => results[i] === undefined);
+  if (!todo.length) {
+    // A replay after a crash between commit and settling: settle the command now.
+    for (const commandId of new Set(rows.map((r) => r.command_id))) await finalizeIfDone(ctx, commandId);
+    return results as PairJobResult[];
+  }
+  const batch: BatchPair[] = todo.map((i) => {
+    const row = byRef.get(`${refs[i]!.commandId}#${refs[i]!.idx}`)!;
+    return { partnerId: row.partner_id, hubId: row.hub_id, email: row.email, commandId: row.command_id, idx: row.idx, issuedAt: row.issued_at ? new Date(row.issued_at) : null, type: row.type as BatchPair['type'] };
+  });
+  let applied: { outcomes: Awaited<ReturnType<typeof applyPairBatch>>; finished: Set<string> };
+  try {
+    applied = await em.transactional(async (tx) => {
+      const outcomes = await applyPairBatch(tx, batch, ctx.config.grantTtlDays);
+      const done = await tx.execute<{ command_id: string; idx: number }[]>(
+        `update command_item i set state = t.state, outcome = t.outcome, error = t.error, attempts = i.attempts + 1, finished_at = now()
+           from jsonb_to_recordset(?::jsonb) as t(command_id text, idx int, state text, outcome text, error jsonb)
+          where i.command_id = t.command_id and i.idx = t.idx and i.state <> 'completed'
+          returning i.command_id, i.idx`,
+        [JSON.stringify(batch.map((p, k) => {
+          const o = outcomes[k]!;
+          return o.ok
+            ? { command_id: p.commandId, idx: p.idx, state: 'completed', outcome: o.decision.outcome, error: null }
+            : { command_id: p.commandId, idx: p.idx, state: 'failed', outcome: null, error: o.error.toJSON() };
+        }))],
+      );
+      return { outcomes, finished: new Set(done.map((d) => `${d.command_id}#${d.idx}`)) };
+    });
+  } catch (err) {
+    if (batch.length > 1) {
+      // Retry pair by pair: only the pairs that really fail, fail.
+      const single = await Promise.all(todo.map((i) => processPairs(ctx, [refs[i]!]).then((r) => r[0]!, (e: unknown): PairJobResult => ({ ok: false, error: e as Error }))));
+      todo.forEach((i, k) => { results[i] = single[k]; });
+      return results as PairJobResult[];
+    }
+    if (!isLinkViolation(err)) throw err; // transient: the job retries with backoff
+    // A rival won the race at the unique index: this pair is refused like any conflict.
+    const p = batch[0]!;
+    const error = new DomainError('EMAIL_LINKED_TO_OTHER_PARTNER', undefined, { cause: err });
+    await em.transactional(async (tx) => {
+      await tx.execute('insert into conflict (partner_id, hub_id, email, command_id) values (?, ?, ?, ?) on conflict do nothing', [p.partnerId, p.hubId, p.email, p.commandId]);
+      await tx.execute(`update command_item set state = 'failed', error = ?::jsonb, attempts = attempts + 1, finished_at = now() where command_id = ? and idx = ? and state <> 'completed'`, [JSON.stringify(error.toJSON()), p.commandId, p.idx]);
+    });
+    applied = { outcomes: [{ ok: false, error }], finished: new Set([`${p.commandId}#${p.idx}`]) };
+  }
+  await enqueueMail(ctx, applied.outcomes.flatMap((o) => (o.ok && o.outboxId ? [o.outboxId] : [])));
+  for (const commandId of new Set(batch.map((p) => p.commandId))) await finalizeIfDone(ctx, commandId);
+  for (const [k, i] of todo.entries()) {
+    const p = batch[k]!;
+    const o = applied.outcomes[k]!;
+    if (!applied.finished.has(`${p.commandId}#${p.idx}`)) results[i] = { ok: true, outcome: await storedOutcome(em, p.commandId, p.idx) };
+    else results[i] = o.ok ? { ok: true, outcome: o.decision.outcome } : { ok: false, error: toUnrecoverable(o.error) };
+  }
+  return results as PairJobResult[];
+}
+
+/**
+ * Collects the pair jobs that arrive together (up to `max`, or for `windowMs`) so that they commit
+ * in one transaction. Each job still succeeds or fails on its own.
+ */
+export class PairBatcher {
+  private queue: { ref: PairJobRef; resolve: (r: PairJobResult) => void; reject: (e: unknown) => void }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  constructor(private readonly ctx: AppContext, private readonly max: number, private readonly windowMs = 2) {}
+
+  submit(ref: PairJobRef): Promise<PairJobResult> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ ref, resolve, reject });
+      if (this.queue.length >= this.max) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), this.windowMs);
+    });
+  }
+
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.queue.splice(0, this.queue.length);
+    if (!batch.length) return;
+    processPairs(this.ctx, batch.map((b) => b.ref)).then(
+      (results) => batch.forEach((b, i) => b.resolve(results[i]!)),
+      (err) => batch.forEach((b) => b.reject(err)),
+    );
+  }
+}
+
+/** The `pairs` job: `{commandId, idx}`; see processPairs. */
+export async function processPairJob(ctx: AppContext, data: unknown, batcher?: PairBatcher): Promise<unknown> {
+  const d = data as { commandId?: unknown; idx?: unknown } | null;
+  if (typeof d?.commandId !== 'string' || !Number.isInteger(d.idx)) throw new UnrecoverableError('VALIDATION_FAILED: job data needs commandId and idx');
+  const ref = { commandId: d.commandId, idx: d.idx as number };
+  const r = batcher ? await batcher.submit(ref) : (await processPairs(ctx, [ref]))[0]!;
+  if (!r.ok) throw r.error;
+  return { outcome: r.outcome };
+}
+
 async function storedOutcome(em: Em, commandId: string, idx: number): Promise<string | null> {
   const [i] = await em.execute<{ outcome: string | null }[]>('select outcome from command_item where command_id = ? and idx = ?', [commandId, idx]);
   return i?.outcome ?? null;
 }
 
-/**
- * The `pairs` job: `{commandId, idx}`, one (client, employee) pair. Idempotency key: (commandId,
- * idx): a completed item is not applied again. A refusal (conflict, unknown or untagged employee,
- * unknown or terminated client) marks the item failed and fails the job at once with its code; an
- * operator retry re-decides it (a conflict succeeds once the other partner revoked).
- */
-export async function processPairJob(ctx: AppContext, data: unknown): Promise<unknown> {
-  const d = data as { commandId?: unknown; idx?: unknown } | null;
-  if (typeof d?.commandId !== 'string' || !Number.isInteger(d.idx)) throw new UnrecoverableError('VALIDATION_FAILED: job data needs commandId and idx');
-  const commandId = d.commandId;
-  const idx = d.idx as number;
-  const em = ctx.orm.em.fork();
-  const [row] = await em.execute<{ partner_id: string; type: string; issued_at: string | null; hub_id: string; email: string; state: ItemState; outcome: string | null }[]>(
-    `select c.partner_id, c.type, c.issued_at, i.hub_id, i.email, i.state, i.outcome
-       from command_item i join command c on c.id = i.command_id where i.command_id = ? and i.idx = ?`,
-    [commandId, idx],
-  );
-  if (!row) throw new UnrecoverableError(`NOT_FOUND: no item ${idx} of command ${commandId}`);
-  if (row.state === 'completed') return { outcome: row.outcome };
-  const pair = { partnerId: row.partner_id, hubId: row.hub_id, email: row.email, commandId, issuedAt: row.issued_at ? new Date(row.issued_at) : null };
-  try {
-    const out = await em.transactional(async (tx) => {
-      const r = row.type === 'access.assign' ? await applyAssignPair(tx, pair, ctx.config.grantTtlDays) : await applyRevokePair(tx, pair);
-      await finishItem(tx, commandId, idx, { state: 'completed', outcome: r.decision.outcome });
-      return { outcome: r.decision.outcome, outboxIds: r.outboxIds };
-    });
-    await enqueueMail(ctx, out.outboxIds);
-    await finalizeIfDone(ctx, commandId);
-    return { outcome: out.outcome };
-  } catch (err) {
-    if (err instanceof AlreadyFinished) return { outcome: await storedOutcome(em, commandId, idx) };
-    const f = classify(err);
-    if (f.kind === 'transient') throw err;
-    await em.transactional(async (tx) => {
-      if (f.code === 'EMAIL_LINKED_TO_OTHER_PARTNER') {
-        await tx.execute('insert into conflict (partner_id, hub_id, email, command_id) values (?, ?, ?, ?) on conflict do nothing', [pair.partnerId, pair.hubId, pair.email, commandId]);
-      }
-      await finishItem(tx, commandId, idx, { state: 'failed', error: { code: f.code, message: f.message } });
-    }).catch((e: unknown) => {
-      if (!(e instanceof AlreadyFinished)) throw e;
-    });
-    await finalizeIfDone(ctx, commandId);
-    throw toUnrecoverable(f);
-  }
-}

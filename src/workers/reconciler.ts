@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { AppContext } from '../context.js';
 import { pairTypes, type CommandType } from '../commands/schemas.js';
 import { jobIds } from '../queues/index.js';
+import { finalizeIfDone } from './pairs.js';
 
 /** Which of these job ids have no job in Redis (one pipelined round trip). */
 async function missingJobs(redis: Redis, queue: Queue, ids: string[]): Promise<Set<string>> {
@@ -40,6 +41,9 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
     `select id from outbox where state = 'pending' and created_at < now() - make_interval(secs => ?) order by id limit ?`,
     [graceSec, limit],
   );
+  // Fanned-out commands whose items are all finished but that were never settled (a crash in between).
+  const openCommands = new Set(items.map((i) => i.command_id));
+  for (const id of fannedOut) if (!openCommands.has(id)) await finalizeIfDone(ctx, id);
   const q = ctx.queues;
   const missC = await missingJobs(q.connection, q.commands, whole.map((c) => jobIds.command(c.id)));
   const missP = await missingJobs(q.connection, q.pairs, items.map((i) => jobIds.pair(i.command_id, i.idx)));
