@@ -1,21 +1,31 @@
 import type { Em } from '../db/orm.js';
-import { computeManagedMrr, computeSoldCredit, computeTier, countUpcomingRenewals, addMonths, type Churn, type Sale, type SoldCreditReport } from '../domain/credit.js';
+import { computeManagedMrr, computeSoldCredit, computeTier, countUpcomingRenewals, type Churn, type Sale, type SoldCreditReport } from '../domain/credit.js';
 import { defaultTierThresholds } from '../../config/tiers.js';
 
 export const monthOf = (d: Date) => d.toISOString().slice(0, 7);
 export const dayOf = (d: Date) => d.toISOString().slice(0, 10);
 
-/** Loads a partner's sales and churns with two set-based queries. */
-export async function loadCreditFacts(em: Em, partnerId: string): Promise<{ sales: Sale[]; churns: Churn[] }> {
-  const [sales, churns] = await Promise.all([
-    em.execute<{ sale_id: string; hub_id: string; closed_on: string; mrr: string }[]>(
-      `select sale_id, hub_id, to_char(closed_on, 'YYYY-MM-DD') as closed_on, mrr from sale where partner_id = ?`, [partnerId]),
-    em.execute<{ hub_id: string; on_date: string }[]>(
-      `select hub_id, to_char(on_date, 'YYYY-MM-DD') as on_date from churn where partner_id = ?`, [partnerId]),
-  ]);
+interface ClientFacts { hubId: string; status: 'active' | 'terminated'; mrr: number; renewalDate: string | null; managed: boolean }
+
+/**
+ * Loads every fact of a partner's credit in one set-based query (aggregated in Postgres, no
+ * per-row ORM loading): its clients (with whether a tagged employee has active access), sales and churns.
+ */
+export async function loadCreditFacts(em: Em, partnerId: string): Promise<{ clients: ClientFacts[]; sales: Sale[]; churns: Churn[] }> {
+  const [row] = await em.execute<{ clients: [string, ClientFacts['status'], string, string | null, boolean][]; sales: [string, string, string, string][]; churns: [string, string][] }[]>(
+    `select
+       (select coalesce(json_agg(json_build_array(c.hub_id, c.status, c.mrr::text, to_char(c.renewal_date, 'YYYY-MM-DD'),
+                 exists (select 1 from access a join employee e on e.partner_id = a.partner_id and e.email = a.email
+                          where a.partner_id = c.partner_id and a.hub_id = c.hub_id and a.state = 'active' and e.tagged and e.status = 'active'))), '[]')
+          from client c where c.partner_id = ?) as clients,
+       (select coalesce(json_agg(json_build_array(sale_id, hub_id, to_char(closed_on, 'YYYY-MM-DD'), mrr::text)), '[]') from sale where partner_id = ?) as sales,
+       (select coalesce(json_agg(json_build_array(hub_id, to_char(on_date, 'YYYY-MM-DD'))), '[]') from churn where partner_id = ?) as churns`,
+    [partnerId, partnerId, partnerId],
+  );
   return {
-    sales: sales.map((s) => ({ saleId: s.sale_id, clientHubId: s.hub_id, closedOn: s.closed_on, mrr: Number(s.mrr) })),
-    churns: churns.map((c) => ({ clientHubId: c.hub_id, on: c.on_date })),
+    clients: (row?.clients ?? []).map(([hubId, status, mrr, renewalDate, managed]) => ({ hubId, status, mrr: Number(mrr), renewalDate, managed })),
+    sales: (row?.sales ?? []).map(([saleId, clientHubId, closedOn, mrr]) => ({ saleId, clientHubId, closedOn, mrr: Number(mrr) })),
+    churns: (row?.churns ?? []).map(([clientHubId, on]) => ({ clientHubId, on })),
   };
 }
 
@@ -35,25 +45,17 @@ export interface CreditSnapshot {
 
 /**
  * Recomputes a partner's credit and tier from source facts (never incremented) and stores the
- * snapshot the dashboard reads. Running it twice, late or concurrently gives the same numbers.
+ * snapshot the dashboard reads: one read, one write. Running it twice, late or concurrently gives
+ * the same numbers. A month other than the current one is computed and returned, not stored.
  */
 export async function recalculateCredit(em: Em, partnerId: string, opts: { now: Date; month?: string; renewalAlertDays: number }): Promise<CreditSnapshot> {
   const month = opts.month ?? monthOf(opts.now);
-  const [clients, facts] = await Promise.all([
-    em.execute<{ hub_id: string; status: 'active' | 'terminated'; mrr: string; renewal_date: string | null; managed: boolean }[]>(
-      `select c.hub_id, c.status, c.mrr, to_char(c.renewal_date, 'YYYY-MM-DD') as renewal_date,
-              exists (select 1 from access a join employee e on e.partner_id = a.partner_id and e.email = a.email
-                       where a.partner_id = c.partner_id and a.hub_id = c.hub_id and a.state = 'active'
-                         and e.tagged and e.status = 'active') as managed
-         from client c where c.partner_id = ?`, [partnerId]),
-    loadCreditFacts(em, partnerId),
-  ]);
-  const managedMrr = computeManagedMrr(clients.map((c) => ({ hubId: c.hub_id, status: c.status, mrr: Number(c.mrr), hasTaggedActiveAccess: c.managed })));
-  const report = computeSoldCredit(facts.sales, facts.churns, { from: addMonths(month, 0), to: month });
+  const { clients, sales, churns } = await loadCreditFacts(em, partnerId);
+  const managedMrr = computeManagedMrr(clients.map((c) => ({ hubId: c.hubId, status: c.status, mrr: c.mrr, hasTaggedActiveAccess: c.managed })));
+  const report = computeSoldCredit(sales, churns, { from: month, to: month });
   const soldTierCredit = report.months.at(-1)?.total ?? 0;
   const tier = computeTier(soldTierCredit, defaultTierThresholds);
-  const upcomingRenewals = countUpcomingRenewals(clients.map((c) => ({ status: c.status, renewalDate: c.renewal_date })), dayOf(opts.now), opts.renewalAlertDays);
-  // The dashboard shows the current month: a recalculation of a past month is returned, not stored.
+  const upcomingRenewals = countUpcomingRenewals(clients, dayOf(opts.now), opts.renewalAlertDays);
   if (month !== monthOf(opts.now)) return { managedMrr, soldTierCredit, tier, upcomingRenewals, month };
   await em.execute(
     `insert into credit_snapshot (partner_id, managed_mrr, sold_tier_credit, tier, next_tier, upcoming_renewals, calculated_at)

@@ -11,28 +11,38 @@ export function messageIdFor(key: string, from: string): string {
   return `<${createHash('sha256').update(key).digest('hex').slice(0, 32)}@${domain}>`;
 }
 
-interface OutboxRow { id: string; notification_key: string; kind: string; partner_id: string; payload: Record<string, string>; state: string }
+interface OutboxRow {
+  id: string; notification_key: string; kind: string; partner_id: string; payload: Record<string, string>; state: string;
+  partner_name: string | null; team: Record<string, { name: string; email: string }> | null;
+  client_name: string | null; contact_email: string | null; locale: string | null; employee_name: string | null;
+}
 
-async function render(ctx: AppContext, row: OutboxRow): Promise<{ to: string; mail: RenderedMail }> {
-  const em = ctx.orm.em.fork();
-  const [partner] = await em.execute<{ name: string; team: Record<string, { name: string; email: string }> }[]>('select name, team from partner where id = ?', [row.partner_id]);
-  if (!partner) throw new PermanentError('UNKNOWN_PARTNER', 'partner of the outbox row no longer exists');
+/** The outbox row with everything its email names, in one query. */
+const selectRow = `
+  select o.id, o.notification_key, o.kind, o.partner_id, o.payload, o.state,
+         p.name as partner_name, p.team, c.name as client_name, c.contact_email, c.locale, e.name as employee_name
+    from outbox o
+    left join partner p on p.id = o.partner_id
+    left join client c on o.kind = 'access.pending' and c.partner_id = o.partner_id and c.hub_id = o.payload->>'hubId'
+    left join employee e on o.kind = 'access.pending' and e.partner_id = o.partner_id and e.email = o.payload->>'email'
+   where o.id = ?`;
+
+function render(ctx: AppContext, row: OutboxRow): { to: string; mail: RenderedMail } {
+  if (row.partner_name === null) throw new PermanentError('UNKNOWN_PARTNER', 'partner of the outbox row no longer exists');
   if (row.kind === 'access.pending') {
     const p = row.payload as { hubId: string; email: string; token: string };
-    const [client] = await em.execute<{ name: string; contact_email: string; locale: string }[]>('select name, contact_email, locale from client where partner_id = ? and hub_id = ?', [row.partner_id, p.hubId]);
-    const [employee] = await em.execute<{ name: string | null }[]>('select name from employee where partner_id = ? and email = ?', [row.partner_id, p.email]);
-    if (!client) throw new PermanentError('UNKNOWN_CLIENT', 'client of the outbox row no longer exists');
-    const employeeLabel = employee?.name ? `${employee.name} (${p.email})` : p.email;
+    if (row.client_name === null || row.contact_email === null) throw new PermanentError('UNKNOWN_CLIENT', 'client of the outbox row no longer exists');
+    const employeeLabel = row.employee_name ? `${row.employee_name} (${p.email})` : p.email;
     return {
-      to: client.contact_email,
-      mail: renderAccessRequest({ locale: client.locale, clientName: client.name, partnerName: partner.name, employee: employeeLabel, link: `${ctx.config.publicUrl}/v1/grants/${p.token}`, ttlDays: ctx.config.grantTtlDays }),
+      to: row.contact_email,
+      mail: renderAccessRequest({ locale: row.locale ?? 'en', clientName: row.client_name, partnerName: row.partner_name, employee: employeeLabel, link: `${ctx.config.publicUrl}/v1/grants/${p.token}`, ttlDays: ctx.config.grantTtlDays }),
     };
   }
   if (row.kind === 'team.email') {
     const p = row.payload as { to: string; subject: string; body: string };
-    const person = partner.team[p.to];
+    const person = row.team?.[p.to];
     if (!person) throw new PermanentError('NOT_FOUND', `the partner has no ${p.to}`);
-    return { to: person.email, mail: renderTeamEmail({ partnerName: partner.name, subject: p.subject, body: p.body }) };
+    return { to: person.email, mail: renderTeamEmail({ partnerName: row.partner_name, subject: p.subject, body: p.body }) };
   }
   throw new PermanentError('VALIDATION_FAILED', `unknown outbox kind ${row.kind}`);
 }
@@ -52,24 +62,23 @@ export async function processMailJob(ctx: AppContext, transport: Transporter, da
   const outboxId = (data as { outboxId?: unknown } | null)?.outboxId;
   if (typeof outboxId !== 'string' || !/^\d+$/.test(outboxId)) throw new UnrecoverableError('VALIDATION_FAILED: job data has no outboxId');
   const em = ctx.orm.em.fork();
-  const [row] = await em.execute<OutboxRow[]>('select id, notification_key, kind, partner_id, payload, state from outbox where id = ?', [outboxId]);
+  const [row] = await em.execute<OutboxRow[]>(selectRow, [outboxId]);
   if (!row) throw new UnrecoverableError(`NOT_FOUND: outbox row ${outboxId}`);
   if (row.state === 'sent') return { state: 'sent', replayed: true };
-  await em.execute('update outbox set attempts = attempts + 1 where id = ?', [outboxId]);
   const messageId = messageIdFor(row.notification_key, ctx.config.mailFrom);
   try {
-    const { to, mail } = await render(ctx, row);
+    const { to, mail } = render(ctx, row);
     await transport.sendMail({ from: ctx.config.mailFrom, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, headers: { 'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16) } });
-    await em.execute(`update outbox set state = 'sent', sent_at = now(), message_id = ?, error = null where id = ?`, [messageId, outboxId]);
+    await em.execute(`update outbox set state = 'sent', sent_at = now(), message_id = ?, error = null, attempts = attempts + 1 where id = ?`, [messageId, outboxId]);
     ctx.logger.debug({ outboxId, kind: row.kind }, 'email sent');
     return { state: 'sent', messageId };
   } catch (err) {
     const f = classify(err);
     if (f.kind === 'transient') {
-      await em.execute('update outbox set error = ?::jsonb where id = ?', [JSON.stringify({ code: 'SMTP_TRANSIENT', message: (err as Error).message }), outboxId]);
+      await em.execute('update outbox set error = ?::jsonb, attempts = attempts + 1 where id = ?', [JSON.stringify({ code: 'SMTP_TRANSIENT', message: (err as Error).message }), outboxId]);
       throw err;
     }
-    await em.execute(`update outbox set state = 'failed', error = ?::jsonb where id = ?`, [JSON.stringify({ code: f.code, message: f.message }), outboxId]);
+    await em.execute(`update outbox set state = 'failed', error = ?::jsonb, attempts = attempts + 1 where id = ?`, [JSON.stringify({ code: f.code, message: f.message }), outboxId]);
     throw toUnrecoverable(f);
   }
 }

@@ -33,7 +33,5 @@ export async function processCreditJob(ctx: AppContext, job: Job): Promise<unkno
   }
   const partnerId = (job.data as { partnerId?: string }).partnerId;
   if (!partnerId) return { skipped: true };
-  const snapshot = await em.transactional((tx) => recalculateCredit(tx, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays }));
-  await job.updateProgress(100);
-  return snapshot;
+  return recalculateCredit(em, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
 }
