@@ -4,8 +4,8 @@ import { createTransport } from '../mail/transport.js';
 import { QUEUES, workerConnection, type QueueName } from '../queues/index.js';
 import { markCommandFailed, processCommandJob, wakeNext } from './commands.js';
 import { processCreditJob } from './scheduler.js';
-import { failMailFinally, processMailJob } from './mail.js';
-import { failPairFinally, PairBatcher, processPairJob } from './pairs.js';
+import { failMailFinally, outboxLoader, processMailJob } from './mail.js';
+import { failPairFinally, pairBatcher, processPairJob } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
 
 export interface WorkerHooks {
@@ -40,18 +40,19 @@ async function recordExhausted(ctx: AppContext, queue: QueueName, job: Job, err:
 /** Starts one BullMQ worker per queue, plus the reconciler, against the shared Redis and Postgres. */
 export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningWorkers {
   const transport = createTransport(ctx.config.smtpUrl);
-  const batcher = new PairBatcher(ctx, ctx.config.pairBatchSize);
+  const pairs = pairBatcher(ctx, ctx.config.pairBatchSize);
+  const outboxRows = outboxLoader(ctx, ctx.config.pairBatchSize);
   const processors: Record<QueueName, Processor> = {
     [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
-    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, batcher),
-    [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data),
+    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, pairs),
+    [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows),
     [QUEUES.credit]: (job) => processCreditJob(ctx, job),
   };
   const workers = (Object.entries(processors) as [QueueName, Processor][]).map(([name, processor]) => {
     const w = new Worker(name, processor, {
       connection: workerConnection(ctx.config.redisUrl),
       prefix: ctx.queues.prefix,
-      concurrency: name === QUEUES.pairs ? Math.max(ctx.config.workerConcurrency, ctx.config.pairBatchSize) : ctx.config.workerConcurrency,
+      concurrency: name === QUEUES.pairs || name === QUEUES.mail ? Math.max(ctx.config.workerConcurrency, ctx.config.pairBatchSize) : ctx.config.workerConcurrency,
       lockDuration: ctx.config.jobLockMs,
       stalledInterval: ctx.config.jobLockMs,
       maxStalledCount: 3,

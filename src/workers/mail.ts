@@ -4,6 +4,7 @@ import type { Transporter } from 'nodemailer';
 import type { AppContext } from '../context.js';
 import { renderAccessRequest, renderTeamEmail, type RenderedMail } from '../mail/templates.js';
 import { classify, PermanentError, toUnrecoverable } from './failures.js';
+import { Batcher } from './batcher.js';
 
 /** A deterministic Message-ID per notification key: a resend after a crash is recognisably the same message. */
 export function messageIdFor(key: string, from: string): string {
@@ -25,7 +26,14 @@ const selectRow = `
     left join partner p on p.id = o.partner_id
     left join client c on o.kind = 'access.pending' and c.partner_id = o.partner_id and c.hub_id = o.payload->>'hubId'
     left join employee e on o.kind = 'access.pending' and e.partner_id = o.partner_id and e.email = o.payload->>'email'
-   where o.id = ?`;
+   where o.id in (select jsonb_array_elements_text(?::jsonb)::bigint)`;
+
+/** Loads outbox rows for many jobs in one query (jobs arriving together share it). */
+export const outboxLoader = (ctx: AppContext, max: number) => new Batcher<string, OutboxRow | undefined>(async (ids) => {
+  const rows = await ctx.orm.em.fork().execute<OutboxRow[]>(selectRow, [JSON.stringify(ids)]);
+  const byId = new Map(rows.map((r) => [String(r.id), r]));
+  return ids.map((id) => byId.get(id));
+}, max);
 
 function render(ctx: AppContext, row: OutboxRow): { to: string; mail: RenderedMail } {
   if (row.partner_name === null) throw new PermanentError('UNKNOWN_PARTNER', 'partner of the outbox row no longer exists');
@@ -58,11 +66,11 @@ export async function failMailFinally(ctx: AppContext, data: unknown, message: s
  * The `mail` job: `{outboxId}`. Idempotency key: the outbox row (a sent row is never sent again).
  * SMTP 4xx and connection errors retry with backoff; 5xx fails at once and is stored on the row.
  */
-export async function processMailJob(ctx: AppContext, transport: Transporter, data: unknown): Promise<unknown> {
+export async function processMailJob(ctx: AppContext, transport: Transporter, data: unknown, loader = outboxLoader(ctx, 1)): Promise<unknown> {
   const outboxId = (data as { outboxId?: unknown } | null)?.outboxId;
   if (typeof outboxId !== 'string' || !/^\d+$/.test(outboxId)) throw new UnrecoverableError('VALIDATION_FAILED: job data has no outboxId');
   const em = ctx.orm.em.fork();
-  const [row] = await em.execute<OutboxRow[]>(selectRow, [outboxId]);
+  const row = await loader.submit(outboxId);
   if (!row) throw new UnrecoverableError(`NOT_FOUND: outbox row ${outboxId}`);
   if (row.state === 'sent') return { state: 'sent', replayed: true };
   const messageId = messageIdFor(row.notification_key, ctx.config.mailFrom);

@@ -7,6 +7,7 @@ import { applyPairBatch, type BatchPair } from './pair-batch.js';
 import { wakeNext, type LoadedCommand } from './commands.js';
 import { toUnrecoverable } from './failures.js';
 import { enqueueMail } from './outbox.js';
+import { Batcher } from './batcher.js';
 
 /**
  * Writes the command's items (client × employee, in order) once, then enqueues one `pairs` job per
@@ -165,37 +166,11 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[]): Promise
   return results as PairJobResult[];
 }
 
-/**
- * Collects the pair jobs that arrive together (up to `max`, or for `windowMs`) so that they commit
- * in one transaction. Each job still succeeds or fails on its own.
- */
-export class PairBatcher {
-  private queue: { ref: PairJobRef; resolve: (r: PairJobResult) => void; reject: (e: unknown) => void }[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  constructor(private readonly ctx: AppContext, private readonly max: number, private readonly windowMs = 2) {}
-
-  submit(ref: PairJobRef): Promise<PairJobResult> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ ref, resolve, reject });
-      if (this.queue.length >= this.max) this.flush();
-      else this.timer ??= setTimeout(() => this.flush(), this.windowMs);
-    });
-  }
-
-  private flush(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const batch = this.queue.splice(0, this.queue.length);
-    if (!batch.length) return;
-    processPairs(this.ctx, batch.map((b) => b.ref)).then(
-      (results) => batch.forEach((b, i) => b.resolve(results[i]!)),
-      (err) => batch.forEach((b) => b.reject(err)),
-    );
-  }
-}
+/** Pair jobs that arrive together commit in one transaction; each job still succeeds or fails on its own. */
+export const pairBatcher = (ctx: AppContext, max: number) => new Batcher<PairJobRef, PairJobResult>((refs) => processPairs(ctx, refs), max);
 
 /** The `pairs` job: `{commandId, idx}`; see processPairs. */
-export async function processPairJob(ctx: AppContext, data: unknown, batcher?: PairBatcher): Promise<unknown> {
+export async function processPairJob(ctx: AppContext, data: unknown, batcher?: Batcher<PairJobRef, PairJobResult>): Promise<unknown> {
   const d = data as { commandId?: unknown; idx?: unknown } | null;
   if (typeof d?.commandId !== 'string' || !Number.isInteger(d.idx)) throw new UnrecoverableError('VALIDATION_FAILED: job data needs commandId and idx');
   const ref = { commandId: d.commandId, idx: d.idx as number };
