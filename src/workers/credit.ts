@@ -14,13 +14,14 @@ interface ClientFacts { hubId: string; status: 'active' | 'terminated'; mrr: num
 export async function loadCreditFacts(em: Em, partnerId: string): Promise<{ clients: ClientFacts[]; sales: Sale[]; churns: Churn[] }> {
   const [row] = await em.execute<{ clients: [string, ClientFacts['status'], string, string | null, boolean][]; sales: [string, string, string, string][]; churns: [string, string][] }[]>(
     `select
-       (select coalesce(json_agg(json_build_array(c.hub_id, c.status, c.mrr::text, to_char(c.renewal_date, 'YYYY-MM-DD'),
-                 exists (select 1 from access a join employee e on e.partner_id = a.partner_id and e.email = a.email
-                          where a.partner_id = c.partner_id and a.hub_id = c.hub_id and a.state = 'active' and e.tagged and e.status = 'active'))), '[]')
-          from client c where c.partner_id = ?) as clients,
-       (select coalesce(json_agg(json_build_array(sale_id, hub_id, to_char(closed_on, 'YYYY-MM-DD'), mrr::text)), '[]') from sale where partner_id = ?) as sales,
-       (select coalesce(json_agg(json_build_array(hub_id, to_char(on_date, 'YYYY-MM-DD'))), '[]') from churn where partner_id = ?) as churns`,
-    [partnerId, partnerId, partnerId],
+       (select coalesce(json_agg(json_build_array(c.hub_id, c.status, c.mrr::text, c.renewal_date::text, m.hub_id is not null)), '[]')
+          from client c
+          left join (select distinct a.hub_id from access a join employee e on e.partner_id = a.partner_id and e.email = a.email
+                      where a.partner_id = ? and a.state = 'active' and e.tagged and e.status = 'active') m on m.hub_id = c.hub_id
+         where c.partner_id = ?) as clients,
+       (select coalesce(json_agg(json_build_array(sale_id, hub_id, closed_on::text, mrr::text)), '[]') from sale where partner_id = ?) as sales,
+       (select coalesce(json_agg(json_build_array(hub_id, on_date::text)), '[]') from churn where partner_id = ?) as churns`,
+    [partnerId, partnerId, partnerId, partnerId],
   );
   return {
     clients: (row?.clients ?? []).map(([hubId, status, mrr, renewalDate, managed]) => ({ hubId, status, mrr: Number(mrr), renewalDate, managed })),

@@ -4,7 +4,7 @@ import { createTransport } from '../mail/transport.js';
 import { QUEUES, workerConnection, type QueueName } from '../queues/index.js';
 import { markCommandFailed, processCommandJob, wakeNext } from './commands.js';
 import { processCreditJob } from './scheduler.js';
-import { failMailFinally, outboxLoader, processMailJob } from './mail.js';
+import { failMailFinally, outboxLoader, processMailJob, sentMarker } from './mail.js';
 import { failPairFinally, pairBatcher, processPairJob } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
 
@@ -42,10 +42,11 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
   const transport = createTransport(ctx.config.smtpUrl);
   const pairs = pairBatcher(ctx, ctx.config.pairBatchSize);
   const outboxRows = outboxLoader(ctx, ctx.config.pairBatchSize);
+  const sentRows = sentMarker(ctx, ctx.config.pairBatchSize);
   const processors: Record<QueueName, Processor> = {
     [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
     [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, pairs),
-    [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows),
+    [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows, sentRows),
     [QUEUES.credit]: (job) => processCreditJob(ctx, job),
   };
   const workers = (Object.entries(processors) as [QueueName, Processor][]).map(([name, processor]) => {

@@ -28,6 +28,16 @@ const selectRow = `
     left join employee e on o.kind = 'access.pending' and e.partner_id = o.partner_id and e.email = o.payload->>'email'
    where o.id in (select jsonb_array_elements_text(?::jsonb)::bigint)`;
 
+/** Marks sent rows, many in one commit; a job completes only once its row is marked. */
+export const sentMarker = (ctx: AppContext, max: number) => new Batcher<{ id: string; messageId: string }, void>(async (rows) => {
+  await ctx.orm.em.fork().execute(
+    `update outbox o set state = 'sent', sent_at = now(), message_id = t.message_id, error = null, attempts = o.attempts + 1
+       from jsonb_to_recordset(?::jsonb) as t(id bigint, message_id text) where o.id = t.id`,
+    [JSON.stringify(rows.map((r) => ({ id: r.id, message_id: r.messageId })))],
+  );
+  return rows.map(() => undefined);
+}, max, 1);
+
 /** Loads outbox rows for many jobs in one query (jobs arriving together share it). */
 export const outboxLoader = (ctx: AppContext, max: number) => new Batcher<string, OutboxRow | undefined>(async (ids) => {
   const rows = await ctx.orm.em.fork().execute<OutboxRow[]>(selectRow, [JSON.stringify(ids)]);
@@ -66,7 +76,7 @@ export async function failMailFinally(ctx: AppContext, data: unknown, message: s
  * The `mail` job: `{outboxId}`. Idempotency key: the outbox row (a sent row is never sent again).
  * SMTP 4xx and connection errors retry with backoff; 5xx fails at once and is stored on the row.
  */
-export async function processMailJob(ctx: AppContext, transport: Transporter, data: unknown, loader = outboxLoader(ctx, 1)): Promise<unknown> {
+export async function processMailJob(ctx: AppContext, transport: Transporter, data: unknown, loader = outboxLoader(ctx, 1), marker?: Batcher<{ id: string; messageId: string }, void>): Promise<unknown> {
   const outboxId = (data as { outboxId?: unknown } | null)?.outboxId;
   if (typeof outboxId !== 'string' || !/^\d+$/.test(outboxId)) throw new UnrecoverableError('VALIDATION_FAILED: job data has no outboxId');
   const em = ctx.orm.em.fork();
@@ -77,7 +87,7 @@ export async function processMailJob(ctx: AppContext, transport: Transporter, da
   try {
     const { to, mail } = render(ctx, row);
     await transport.sendMail({ from: ctx.config.mailFrom, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, headers: { 'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16) } });
-    await em.execute(`update outbox set state = 'sent', sent_at = now(), message_id = ?, error = null, attempts = attempts + 1 where id = ?`, [messageId, outboxId]);
+    await (marker ?? sentMarker(ctx, 1)).submit({ id: outboxId, messageId });
     ctx.logger.debug({ outboxId, kind: row.kind }, 'email sent');
     return { state: 'sent', messageId };
   } catch (err) {

@@ -1,11 +1,11 @@
 import type { Em } from '../../db/orm.js';
 import { clientInfoKeys } from '../../commands/schemas.js';
+import { Partner } from '../../db/entities.js';
 
 const num = (v: unknown) => (v == null ? null : Number(v));
 
 export async function partnerExists(em: Em, partnerId: string): Promise<boolean> {
-  const rows = await em.execute('select 1 from partner where id = ?', [partnerId]);
-  return rows.length > 0;
+  return (await em.count(Partner, { id: partnerId })) > 0;
 }
 
 /** Contract §5: the partner employee list with each employee's live accesses. */

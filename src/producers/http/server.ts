@@ -12,6 +12,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { openApiDocument } from './openapi.js';
 import { registerGrantRoutes } from './grants.js';
+import { Partner } from '../../db/entities.js';
 import { registerQueueDashboard } from './dashboard.js';
 import { registerAuditRoutes } from './audit.js';
 import { getClient, listClients, listConflicts, listEmployees, partnerExists } from './reads.js';
@@ -196,7 +197,7 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     const { partnerId, em } = await partnerRead(req, 'read');
     const [snap] = await em.execute<{ managed_mrr: string; sold_tier_credit: string; tier: string; next_tier: string | null; upcoming_renewals: number; calculated_at: string }[]>(
       'select managed_mrr, sold_tier_credit, tier, next_tier, upcoming_renewals, calculated_at from credit_snapshot where partner_id = ?', [partnerId]);
-    const [partner] = await em.execute<{ team: Record<string, unknown> }[]>('select team from partner where id = ?', [partnerId]);
+    const partner = await em.findOne(Partner, { id: partnerId });
     if (!snap) {
       // Never calculated yet: compute it now from the facts (the same function the scheduler runs).
       const s = await em.transactional((tx) => recalculateCredit(tx, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays }));
