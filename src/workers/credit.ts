@@ -49,7 +49,7 @@ export interface CreditSnapshot {
  * snapshot the dashboard reads: one read, one write. Running it twice, late or concurrently gives
  * the same numbers. A month other than the current one is computed and returned, not stored.
  */
-export async function recalculateCredit(em: Em, partnerId: string, opts: { now: Date; month?: string; renewalAlertDays: number }): Promise<CreditSnapshot> {
+export async function recalculateCredit(em: Em, partnerId: string, opts: { now: Date; month?: string; renewalAlertDays: number; store?: SnapshotStore }): Promise<CreditSnapshot> {
   const month = opts.month ?? monthOf(opts.now);
   const { clients, sales, churns } = await loadCreditFacts(em, partnerId);
   const managedMrr = computeManagedMrr(clients.map((c) => ({ hubId: c.hubId, status: c.status, mrr: c.mrr, hasTaggedActiveAccess: c.managed })));
@@ -57,13 +57,27 @@ export async function recalculateCredit(em: Em, partnerId: string, opts: { now: 
   const soldTierCredit = report.months.at(-1)?.total ?? 0;
   const tier = computeTier(soldTierCredit, defaultTierThresholds);
   const upcomingRenewals = countUpcomingRenewals(clients, dayOf(opts.now), opts.renewalAlertDays);
-  if (month !== monthOf(opts.now)) return { managedMrr, soldTierCredit, tier, upcomingRenewals, month };
+  const snapshot = { managedMrr, soldTierCredit, tier, upcomingRenewals, month };
+  if (month !== monthOf(opts.now)) return snapshot;
+  const row = { partnerId, snapshot, calculatedAt: opts.now };
+  await (opts.store ? opts.store(row) : storeSnapshots(em, [row]));
+  return snapshot;
+}
+
+export interface SnapshotRow { partnerId: string; snapshot: CreditSnapshot; calculatedAt: Date }
+export type SnapshotStore = (row: SnapshotRow) => Promise<void>;
+
+/** Writes dashboard snapshots, many partners in one statement. */
+export async function storeSnapshots(em: Em, rows: SnapshotRow[]): Promise<void> {
   await em.execute(
     `insert into credit_snapshot (partner_id, managed_mrr, sold_tier_credit, tier, next_tier, upcoming_renewals, calculated_at)
-     values (?, ?, ?, ?, ?, ?, ?)
+     select t.partner_id, t.managed_mrr, t.sold_tier_credit, t.tier, t.next_tier, t.upcoming_renewals, t.calculated_at
+       from jsonb_to_recordset(?::jsonb) as t(partner_id text, managed_mrr numeric, sold_tier_credit numeric, tier text, next_tier text, upcoming_renewals int, calculated_at timestamptz)
      on conflict (partner_id) do update set managed_mrr = excluded.managed_mrr, sold_tier_credit = excluded.sold_tier_credit,
        tier = excluded.tier, next_tier = excluded.next_tier, upcoming_renewals = excluded.upcoming_renewals, calculated_at = excluded.calculated_at`,
-    [partnerId, managedMrr, soldTierCredit, tier.current, tier.next, upcomingRenewals, opts.now.toISOString()],
+    [JSON.stringify(rows.map(({ partnerId, snapshot: s, calculatedAt }) => ({
+      partner_id: partnerId, managed_mrr: s.managedMrr, sold_tier_credit: s.soldTierCredit, tier: s.tier.current, next_tier: s.tier.next,
+      upcoming_renewals: s.upcomingRenewals, calculated_at: calculatedAt.toISOString(),
+    })))],
   );
-  return { managedMrr, soldTierCredit, tier, upcomingRenewals, month };
 }

@@ -4,6 +4,8 @@ import { createTransport } from '../mail/transport.js';
 import { QUEUES, workerConnection, type QueueName } from '../queues/index.js';
 import { markCommandFailed, processCommandJob, wakeNext } from './commands.js';
 import { processCreditJob } from './scheduler.js';
+import { Batcher } from './batcher.js';
+import { storeSnapshots, type SnapshotRow } from './credit.js';
 import { failMailFinally, outboxLoader, processMailJob, sentMarker } from './mail.js';
 import { failPairFinally, pairBatcher, processPairJob } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
@@ -43,11 +45,15 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
   const pairs = pairBatcher(ctx, ctx.config.pairBatchSize);
   const outboxRows = outboxLoader(ctx, ctx.config.pairBatchSize);
   const sentRows = sentMarker(ctx, ctx.config.pairBatchSize);
+  const snapshots = new Batcher<SnapshotRow, void>(async (rows) => {
+    await storeSnapshots(ctx.orm.em.fork(), rows);
+    return rows.map(() => undefined);
+  }, ctx.config.workerConcurrency);
   const processors: Record<QueueName, Processor> = {
     [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
     [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, pairs),
     [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows, sentRows),
-    [QUEUES.credit]: (job) => processCreditJob(ctx, job),
+    [QUEUES.credit]: (job) => processCreditJob(ctx, job, (row) => snapshots.submit(row)),
   };
   const workers = (Object.entries(processors) as [QueueName, Processor][]).map(([name, processor]) => {
     const w = new Worker(name, processor, {

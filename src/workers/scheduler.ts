@@ -1,7 +1,7 @@
 import type { Job } from 'bullmq';
 import type { AppContext } from '../context.js';
 import { jobIds } from '../queues/index.js';
-import { recalculateCredit } from './credit.js';
+import { recalculateCredit, type SnapshotStore } from './credit.js';
 
 export const RECALC_SCHEDULER_ID = 'credit-recalculate-daily';
 
@@ -19,7 +19,7 @@ export async function upsertRecalcScheduler(ctx: AppContext): Promise<void> {
  * job per partner (job id per partner and run, so a replayed fan-out adds nothing twice);
  * `recalculate-partner` recomputes one partner from facts. Both are idempotent.
  */
-export async function processCreditJob(ctx: AppContext, job: Job): Promise<unknown> {
+export async function processCreditJob(ctx: AppContext, job: Job, store?: SnapshotStore): Promise<unknown> {
   const em = ctx.orm.em.fork();
   if (job.name === 'recalculate-all') {
     const partners = await em.execute<{ id: string }[]>('select id from partner order by id');
@@ -33,5 +33,5 @@ export async function processCreditJob(ctx: AppContext, job: Job): Promise<unkno
   }
   const partnerId = (job.data as { partnerId?: string }).partnerId;
   if (!partnerId) return { skipped: true };
-  return recalculateCredit(em, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
+  return recalculateCredit(em, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays, ...(store ? { store } : {}) });
 }
