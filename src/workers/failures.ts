@@ -11,8 +11,6 @@ export class PermanentError extends Error {
 
 export type FailureKind = { kind: 'permanent'; code: string; message: string } | { kind: 'transient' };
 
-const transientPgCodes = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '53300', '53400']);
-
 /**
  * The one place that decides retry or not. Domain refusals and permanent infrastructure errors fail
  * the job at once (their code kept); everything else (serialization failures, deadlocks, lost
@@ -20,11 +18,10 @@ const transientPgCodes = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '
  */
 export function classify(err: unknown): FailureKind {
   if (err instanceof DomainError || err instanceof PermanentError) return { kind: 'permanent', code: err.code, message: err.message };
-  const e = err as { code?: string; responseCode?: number } | null;
+  const e = err as { responseCode?: number } | null;
   if (typeof e?.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600) {
     return { kind: 'permanent', code: 'SMTP_REJECTED', message: (err as Error).message };
   }
-  if (e?.code && transientPgCodes.has(e.code)) return { kind: 'transient' };
   return { kind: 'transient' };
 }
 
