@@ -83,7 +83,6 @@ export const adminOnlyTypes: ReadonlySet<CommandType> = new Set(['partner.upsert
 /** Commands applied pair by pair, each pair its own job with its own outcome. */
 export const pairTypes: ReadonlySet<CommandType> = new Set(['access.assign', 'access.revoke']);
 
-export const commandSchema = z.discriminatedUnion('type', Object.values(commandSchemas) as unknown as [typeof commandSchemas['partner.upsert'], ...(typeof commandSchemas[CommandType])[]]);
 export type Command = { [K in CommandType]: z.infer<typeof commandSchemas[K]> }[CommandType];
 export type CommandOf<K extends CommandType> = z.infer<typeof commandSchemas[K]>;
 

@@ -16,20 +16,19 @@ export interface LoadedCommand {
   state: string;
   result: unknown;
   issuedAt: Date | null;
-  itemsTotal: number;
   seq: string;
 }
 
 /** Loads a command from the log and re-validates its payload (a forged or corrupt row fails at once). */
 export async function loadCommand(em: Em, commandId: string): Promise<LoadedCommand | null> {
-  const [row] = await em.execute<{ id: string; partner_id: string; type: CommandType; payload: unknown; state: string; result: unknown; issued_at: string | null; items_total: number; seq: string }[]>(
-    'select id, seq, partner_id, type, payload, state, result, issued_at, items_total from command where id = ?',
+  const [row] = await em.execute<{ id: string; partner_id: string; type: CommandType; payload: unknown; state: string; result: unknown; issued_at: string | null; seq: string }[]>(
+    'select id, seq, partner_id, type, payload, state, result, issued_at from command where id = ?',
     [commandId],
   );
   if (!row) return null;
   const parsed = parseCommand(row.payload);
   if (!parsed.ok) throw new PermanentError('VALIDATION_FAILED', `stored command is invalid: ${parsed.issues.map((i) => `${i.path} ${i.message}`).join('; ')}`);
-  return { id: row.id, partnerId: row.partner_id, type: row.type, command: parsed.command, state: row.state, result: row.result, issuedAt: row.issued_at ? new Date(row.issued_at) : null, itemsTotal: row.items_total, seq: String(row.seq) };
+  return { id: row.id, partnerId: row.partner_id, type: row.type, command: parsed.command, state: row.state, result: row.result, issuedAt: row.issued_at ? new Date(row.issued_at) : null, seq: String(row.seq) };
 }
 
 /** Runs one non-pair handler in one transaction with the command row locked; marks it completed. Exported for the run-twice tests. */

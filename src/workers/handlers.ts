@@ -1,6 +1,5 @@
 import type { Em } from '../db/orm.js';
-import type { Command, CommandOf, CommandType } from '../commands/schemas.js';
-import { clientInfoKeys } from '../commands/schemas.js';
+import { clientInfoKeys, type CommandOf, type CommandType } from '../commands/schemas.js';
 import { DomainError } from '../domain/errors.js';
 import { applyGrant, revokeAllAccess } from './access.js';
 import { recalculateCredit } from './credit.js';
@@ -151,4 +150,3 @@ function json(v: unknown): string | null {
   return v === undefined ? null : JSON.stringify(v);
 }
 
-export type SimpleCommand = Exclude<Command, { type: 'access.assign' | 'access.revoke' }>;

@@ -5,7 +5,7 @@ import { HttpError, isDatabaseUnavailable } from '../../commands/errors.js';
 import { adminOnlyTypes, batchSchema, idPattern, parseCommand, parseCommands, toIssues, type Command, type Issue } from '../../commands/schemas.js';
 import { addMonths, monthRange } from '../../domain/credit.js';
 import { creditReport, monthOf, recalculateCredit } from '../../workers/credit.js';
-import { authenticate, authorize, TokenRegistry } from './auth.js';
+import { authenticate, authorize, canActOn, TokenRegistry } from './auth.js';
 import { createHash } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -159,7 +159,7 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     const token = authorize(registry, req, 'read');
     const status = await getCommandStatus(ctx.orm.em.fork(), req.params.commandId);
     // Another partner's command reads as unknown: its existence is not revealed.
-    if (!status || !(token.scopes.includes('admin') || token.partners === '*' || token.partners.includes(status.partnerId))) {
+    if (!status || !canActOn(token, status.partnerId)) {
       throw new HttpError(404, 'NOT_FOUND', 'No such command.');
     }
     return status;
