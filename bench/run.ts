@@ -39,6 +39,8 @@ import { startSmtpSink, type SmtpSink } from './lib/smtp-sink.js';
 import { withTimeout } from './lib/util.js';
 
 const quick = process.argv.includes('--quick');
+/** `--only=e2e,recalc`: run only these scenarios (intake, e2e, cascade, recalc, memory), e.g. while profiling one. */
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',').filter(Boolean) ?? null;
 const sizes = quick ? quickSizes : fullSizes;
 const pgBase = (process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432').replace(/\/+$/, '');
 const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
@@ -63,6 +65,7 @@ const results: Results = {
   meta: {
     startedAt: new Date().toISOString(),
     quick,
+    only,
     node: process.version,
     cores: availableParallelism(),
     concurrency,
@@ -120,6 +123,7 @@ process.on('exit', () => killAllChildrenSync());
 
 async function scenario(name: string, fn: () => Promise<void>): Promise<void> {
   if (interrupted) return;
+  if (only && !only.includes(name.replace(/-.*$/, ''))) return;
   const started = performance.now();
   log(`${name} ...`);
   try {

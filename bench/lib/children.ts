@@ -96,9 +96,12 @@ function childEnv(env: Record<string, string>): Record<string, string> {
   return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env };
 }
 
+/** Extra Node flags for worker children, e.g. `BENCH_WORKER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile them. */
+const workerNodeArgs = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+
 /** One service process with ROLES=worker (`src/main.ts`), with the memory-report preload. */
 export function spawnWorker(name: string, env: Record<string, string>, readyTimeoutMs = 90_000): Promise<Child> {
-  const proc = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', '--import', preload, 'src/main.ts'], {
+  const proc = spawn(process.execPath, [...workerNodeArgs, '--expose-gc', '--import', 'tsx', '--import', preload, 'src/main.ts'], {
     cwd: repoRoot,
     env: childEnv({ ...env, ROLES: 'worker', LOG_LEVEL: 'info', MIGRATE_ON_START: 'false' }),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -9,6 +9,7 @@ export interface Results {
     finishedAt?: string;
     totalS?: number;
     quick: boolean;
+    only: string[] | null;
     node: string;
     cores: number;
     concurrency: number;

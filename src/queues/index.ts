@@ -5,7 +5,11 @@ import { Redis, type RedisOptions } from 'ioredis';
 export const QUEUES = {
   /** One job per accepted command: `{commandId}`. */
   commands: 'commands',
-  /** One job per (client, employee) pair of access.assign / access.revoke: `{commandId, idx}`. */
+  /**
+   * access.assign / access.revoke pairs: one job per range of a command's pairs (`{commandId, from, to}`,
+   * applied in one transaction), and one job per pair (`{commandId, idx}`) for a pair that failed or
+   * must be applied on its own, so a refused pair is one failed job with its code.
+   */
   pairs: 'pairs',
   /** One job per outbox row: `{outboxId}`. */
   mail: 'mail',
@@ -15,7 +19,8 @@ export const QUEUES = {
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
 export interface CommandJob { commandId: string }
-export interface PairJob { commandId: string; idx: number }
+export type PairJob = { commandId: string; idx: number } | PairRangeJob;
+export interface PairRangeJob { commandId: string; from: number; to: number }
 export interface MailJob { outboxId: string }
 export interface CreditJob { partnerId?: string; month?: string }
 
@@ -24,6 +29,7 @@ const safe = (id: string) => id.replaceAll(':', '~');
 export const jobIds = {
   command: (commandId: string) => `c.${safe(commandId)}`,
   pair: (commandId: string, idx: number) => `p.${safe(commandId)}.${idx}`,
+  pairRange: (commandId: string, from: number, to: number) => `p.${safe(commandId)}.${from}-${to}`,
   mail: (outboxId: string | number) => `m.${outboxId}`,
   credit: (partnerId: string, runId: string) => `r.${safe(partnerId)}.${runId}`,
 };

@@ -7,7 +7,7 @@ import { processCreditJob } from './scheduler.js';
 import { Batcher } from './batcher.js';
 import { storeSnapshots, type SnapshotRow } from './credit.js';
 import { failMailFinally, outboxLoader, processMailJob, sentMarker } from './mail.js';
-import { failPairFinally, pairBatcher, processPairJob } from './pairs.js';
+import { failPairFinally, pairBatcher, processPairJob, splitPairRange } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
 
 export interface WorkerHooks {
@@ -33,7 +33,8 @@ async function recordExhausted(ctx: AppContext, queue: QueueName, job: Job, err:
     const [c] = await ctx.orm.em.fork().execute<{ partner_id: string; seq: string }[]>('select partner_id, seq from command where id = ?', [commandId]);
     if (c) await wakeNext(ctx, c.partner_id, String(c.seq));
   } else if (queue === QUEUES.pairs) {
-    await failPairFinally(ctx, job.data, err.message);
+    if ((job.data as { from?: unknown }).from !== undefined) await splitPairRange(ctx, job.name, job.data);
+    else await failPairFinally(ctx, job.data, err.message);
   } else if (queue === QUEUES.mail) {
     await failMailFinally(ctx, job.data, err.message);
   }
@@ -51,7 +52,7 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
   }, ctx.config.workerConcurrency);
   const processors: Record<QueueName, Processor> = {
     [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
-    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, pairs),
+    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, pairs, job.name),
     [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows, sentRows),
     [QUEUES.credit]: (job) => processCreditJob(ctx, job, (row) => snapshots.submit(row)),
   };

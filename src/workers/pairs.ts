@@ -9,10 +9,17 @@ import { toUnrecoverable } from './failures.js';
 import { enqueueMail } from './outbox.js';
 import { Batcher } from './batcher.js';
 
+/** The range of `size` pairs (of a command of `total`) that holds pair `idx`: `[from, to)`. */
+export function rangeOf(idx: number, total: number, size: number): { from: number; to: number } {
+  const from = idx - (idx % size);
+  return { from, to: Math.min(from + size, total) };
+}
+
 /**
  * Writes the command's items (client × employee, in order) once, then enqueues one `pairs` job per
- * open item. Idempotent: items are inserted with ON CONFLICT DO NOTHING and job ids are
- * deterministic, so a replay (or the reconciler) only re-adds what is missing.
+ * range of PAIR_BATCH_SIZE items that still has open ones. Idempotent: items are inserted with
+ * ON CONFLICT DO NOTHING and job ids are deterministic, so a replay (or the reconciler) only
+ * re-adds what is missing.
  */
 export async function fanOutPairs(ctx: AppContext, em: Em, cmd: LoadedCommand): Promise<{ pairs: number }> {
   const c = cmd.command as { clientHubIds: string[]; employeeEmails: string[] };
@@ -28,10 +35,49 @@ export async function fanOutPairs(ctx: AppContext, em: Em, cmd: LoadedCommand): 
     await tx.execute(`update command set items_total = ? where id = ? and items_total = 0`, [pairs.length, cmd.id]);
     return tx.execute<{ idx: number }[]>(`select idx from command_item where command_id = ? and state in ('waiting', 'active') order by idx`, [cmd.id]);
   });
-  if (open.length) {
-    await ctx.queues.pairs.addBulk(open.map(({ idx }) => ({ name: cmd.type, data: { commandId: cmd.id, idx }, opts: { jobId: jobIds.pair(cmd.id, idx) } })));
+  const ranges = new Map(open.map(({ idx }) => { const r = rangeOf(idx, pairs.length, ctx.config.pairBatchSize); return [r.from, r] as const; }));
+  if (ranges.size) {
+    await ctx.queues.pairs.addBulk([...ranges.values()].map(({ from, to }) => ({ name: cmd.type, data: { commandId: cmd.id, from, to }, opts: { jobId: jobIds.pairRange(cmd.id, from, to) } })));
   }
   return { pairs: pairs.length };
+}
+
+/** Enqueues one `pairs` job per pair: each is applied, and fails, on its own. */
+async function enqueueAlone(ctx: AppContext, type: string, refs: PairJobRef[]): Promise<void> {
+  if (!refs.length) return;
+  await ctx.queues.pairs.addBulk(refs.map((r) => ({ name: type, data: { commandId: r.commandId, idx: r.idx }, opts: { jobId: jobIds.pair(r.commandId, r.idx) } })));
+}
+
+async function openItems(ctx: AppContext, commandId: string, from: number, to: number): Promise<PairJobRef[]> {
+  const rows = await ctx.orm.em.fork().execute<{ idx: number }[]>(
+    `select idx from command_item where command_id = ? and idx >= ? and idx < ? and state in ('waiting', 'active') order by idx`,
+    [commandId, from, to],
+  );
+  return rows.map(({ idx }) => ({ commandId, idx }));
+}
+
+/**
+ * A range job: its open pairs are applied in one transaction. A pair that is refused (or a batch
+ * that cannot commit) is not recorded here: it gets its own pair job, which decides it again and
+ * fails with its code, so every refused pair is one failed job on the dashboard.
+ */
+export async function processPairRange(ctx: AppContext, type: string, d: { commandId: string; from: number; to: number }): Promise<unknown> {
+  const refs = await openItems(ctx, d.commandId, d.from, d.to);
+  if (!refs.length) {
+    await finalizeIfDone(ctx, d.commandId);
+    return { pairs: 0 };
+  }
+  const results = await processPairs(ctx, refs, { defer: true });
+  const alone = refs.filter((_, k) => !results[k]!.ok);
+  await enqueueAlone(ctx, type, alone);
+  return { pairs: refs.length, applied: refs.length - alone.length, alone: alone.length };
+}
+
+/** A range job that used up its attempts: its open pairs go on one job each (and fail, if they must, on their own). */
+export async function splitPairRange(ctx: AppContext, type: string, data: unknown): Promise<void> {
+  const d = data as { commandId?: unknown; from?: unknown; to?: unknown };
+  if (typeof d.commandId !== 'string' || !Number.isInteger(d.from) || !Number.isInteger(d.to)) return;
+  await enqueueAlone(ctx, type, await openItems(ctx, d.commandId, d.from as number, d.to as number));
 }
 
 type ItemState = 'waiting' | 'active' | 'completed' | 'failed';
@@ -80,7 +126,10 @@ export async function failPairFinally(ctx: AppContext, data: unknown, message: s
 
 export interface PairJobRef { commandId: string; idx: number }
 export type PairJobResult = { ok: true; outcome: string | null } | { ok: false; error: Error };
+/** defer: a refused pair (or a batch that cannot commit) is returned as failed but not recorded (the range job gives it its own job). */
+export interface ProcessPairsOptions { defer?: boolean }
 
+interface ItemWrite { command_id: string; idx: number; state: ItemState; outcome: string | null; error: unknown }
 interface ItemRow { command_id: string; idx: number; partner_id: string; type: string; issued_at: string | null; hub_id: string; email: string; state: ItemState; outcome: string | null }
 
 const isLinkViolation = (err: unknown) =>
@@ -94,7 +143,7 @@ const isLinkViolation = (err: unknown) =>
  * re-decides them. If the batch transaction fails, its pairs are retried one by one, so one bad pair
  * never holds the others back.
  */
-export async function processPairs(ctx: AppContext, refs: PairJobRef[]): Promise<PairJobResult[]> {
+export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: ProcessPairsOptions = {}): Promise<PairJobResult[]> {
   const em = ctx.orm.em.fork();
   const rows = await em.execute<ItemRow[]>(
     `select i.command_id, i.idx, c.partner_id, c.type, c.issued_at, i.hub_id, i.email, i.state, i.outcome
@@ -129,16 +178,21 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[]): Promise
            from jsonb_to_recordset(?::jsonb) as t(command_id text, idx int, state text, outcome text, error jsonb)
           where i.command_id = t.command_id and i.idx = t.idx and i.state <> 'completed'
           returning i.command_id, i.idx`,
-        [JSON.stringify(batch.map((p, k) => {
+        [JSON.stringify(batch.flatMap((p, k): ItemWrite[] => {
           const o = outcomes[k]!;
+          if (!o.ok && opts.defer) return [];
           return o.ok
-            ? { command_id: p.commandId, idx: p.idx, state: 'completed', outcome: o.decision.outcome, error: null }
-            : { command_id: p.commandId, idx: p.idx, state: 'failed', outcome: null, error: o.error.toJSON() };
+            ? [{ command_id: p.commandId, idx: p.idx, state: 'completed', outcome: o.decision.outcome, error: null }]
+            : [{ command_id: p.commandId, idx: p.idx, state: 'failed', outcome: null, error: o.error.toJSON() }];
         }))],
       );
       return { outcomes, finished: new Set(done.map((d) => `${d.command_id}#${d.idx}`)) };
     });
   } catch (err) {
+    if (opts.defer) {
+      todo.forEach((i) => { results[i] = { ok: false, error: err as Error }; });
+      return results as PairJobResult[];
+    }
     if (batch.length > 1) {
       // Retry pair by pair: only the pairs that really fail, fail.
       const single = await Promise.all(todo.map((i) => processPairs(ctx, [refs[i]!]).then((r) => r[0]!, (e: unknown): PairJobResult => ({ ok: false, error: e as Error }))));
@@ -160,7 +214,8 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[]): Promise
   for (const [k, i] of todo.entries()) {
     const p = batch[k]!;
     const o = applied.outcomes[k]!;
-    if (!applied.finished.has(`${p.commandId}#${p.idx}`)) results[i] = { ok: true, outcome: await storedOutcome(em, p.commandId, p.idx) };
+    if (!o.ok && opts.defer) results[i] = { ok: false, error: o.error };
+    else if (!applied.finished.has(`${p.commandId}#${p.idx}`)) results[i] = { ok: true, outcome: await storedOutcome(em, p.commandId, p.idx) };
     else results[i] = o.ok ? { ok: true, outcome: o.decision.outcome } : { ok: false, error: toUnrecoverable(o.error) };
   }
   return results as PairJobResult[];
@@ -169,9 +224,12 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[]): Promise
 /** Pair jobs that arrive together commit in one transaction; each job still succeeds or fails on its own. */
 export const pairBatcher = (ctx: AppContext, max: number) => new Batcher<PairJobRef, PairJobResult>((refs) => processPairs(ctx, refs), max);
 
-/** The `pairs` job: `{commandId, idx}`; see processPairs. */
-export async function processPairJob(ctx: AppContext, data: unknown, batcher?: Batcher<PairJobRef, PairJobResult>): Promise<unknown> {
-  const d = data as { commandId?: unknown; idx?: unknown } | null;
+/** A `pairs` job: a range `{commandId, from, to}` (see processPairRange) or one pair `{commandId, idx}` (see processPairs). */
+export async function processPairJob(ctx: AppContext, data: unknown, batcher?: Batcher<PairJobRef, PairJobResult>, type = 'access.assign'): Promise<unknown> {
+  const d = data as { commandId?: unknown; idx?: unknown; from?: unknown; to?: unknown } | null;
+  if (typeof d?.commandId === 'string' && Number.isInteger(d.from) && Number.isInteger(d.to)) {
+    return processPairRange(ctx, type, { commandId: d.commandId, from: d.from as number, to: d.to as number });
+  }
   if (typeof d?.commandId !== 'string' || !Number.isInteger(d.idx)) throw new UnrecoverableError('VALIDATION_FAILED: job data needs commandId and idx');
   const ref = { commandId: d.commandId, idx: d.idx as number };
   const r = batcher ? await batcher.submit(ref) : (await processPairs(ctx, [ref]))[0]!;

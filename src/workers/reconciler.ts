@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { AppContext } from '../context.js';
 import { pairTypes, type CommandType } from '../commands/schemas.js';
 import { jobIds } from '../queues/index.js';
-import { finalizeIfDone } from './pairs.js';
+import { finalizeIfDone, rangeOf } from './pairs.js';
 
 /** Which of these job ids have no job in Redis (one pipelined round trip). */
 async function missingJobs(redis: Redis, queue: Queue, ids: string[]): Promise<Set<string>> {
@@ -31,8 +31,8 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
   const whole = commands.filter((c) => !(pairTypes.has(c.type) && c.items_total > 0));
   const fannedOut = commands.filter((c) => pairTypes.has(c.type) && c.items_total > 0).map((c) => c.id);
   const items = fannedOut.length
-    ? await em.execute<{ command_id: string; idx: number; type: string }[]>(
-        `select i.command_id, i.idx, c.type from command_item i join command c on c.id = i.command_id
+    ? await em.execute<{ command_id: string; idx: number; type: string; items_total: number }[]>(
+        `select i.command_id, i.idx, c.type, c.items_total from command_item i join command c on c.id = i.command_id
           where i.command_id in (select jsonb_array_elements_text(?::jsonb)) and i.state in ('waiting', 'active') limit ?`,
         [JSON.stringify(fannedOut), limit * 10],
       )
@@ -46,13 +46,18 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
   for (const id of fannedOut) if (!openCommands.has(id)) await finalizeIfDone(ctx, id);
   const q = ctx.queues;
   const missC = await missingJobs(q.connection, q.commands, whole.map((c) => jobIds.command(c.id)));
-  const missP = await missingJobs(q.connection, q.pairs, items.map((i) => jobIds.pair(i.command_id, i.idx)));
+  // An open pair is covered by its range job or by its own job; a lost one gets its range job back.
+  const ranged = items.map((i) => ({ ...i, ...rangeOf(i.idx, i.items_total, ctx.config.pairBatchSize) }));
+  const rangeId = (i: (typeof ranged)[number]) => jobIds.pairRange(i.command_id, i.from, i.to);
+  const missR = await missingJobs(q.connection, q.pairs, [...new Set(ranged.map(rangeId))]);
+  const missP = await missingJobs(q.connection, q.pairs, ranged.filter((i) => missR.has(rangeId(i))).map((i) => jobIds.pair(i.command_id, i.idx)));
   const missM = await missingJobs(q.connection, q.mail, outbox.map((o) => jobIds.mail(o.id)));
   const addC = whole.filter((c) => missC.has(jobIds.command(c.id)));
-  const addP = items.filter((i) => missP.has(jobIds.pair(i.command_id, i.idx)));
+  const addP = ranged.filter((i) => missP.has(jobIds.pair(i.command_id, i.idx)));
+  const addR = new Map(addP.map((i) => [rangeId(i), i]));
   const addM = outbox.filter((o) => missM.has(jobIds.mail(o.id)));
   if (addC.length) await q.commands.addBulk(addC.map((c) => ({ name: c.type, data: { commandId: c.id }, opts: { jobId: jobIds.command(c.id) } })));
-  if (addP.length) await q.pairs.addBulk(addP.map((i) => ({ name: i.type, data: { commandId: i.command_id, idx: i.idx }, opts: { jobId: jobIds.pair(i.command_id, i.idx) } })));
+  if (addR.size) await q.pairs.addBulk([...addR].map(([jobId, i]) => ({ name: i.type, data: { commandId: i.command_id, from: i.from, to: i.to }, opts: { jobId } })));
   if (addM.length) await q.mail.addBulk(addM.map((o) => ({ name: 'send', data: { outboxId: String(o.id) }, opts: { jobId: jobIds.mail(o.id) } })));
   const report = { commands: addC.length, pairs: addP.length, mail: addM.length };
   if (report.commands + report.pairs + report.mail > 0) ctx.logger.warn(report, 'reconciler re-enqueued lost jobs');

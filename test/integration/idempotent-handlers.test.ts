@@ -213,7 +213,8 @@ describe('an idempotent worker', () => {
   // ---- the pair job ---------------------------------------------------------------------------------
 
   describe('the pair job', () => {
-    const pairJobId = (commandId: string, idx: number) => `p.${commandId.replaceAll(':', '~')}.${idx}`;
+    /** The range job that carries pairs [from, to) of a command. */
+    const pairRangeJobId = (commandId: string, from: number, to: number) => `p.${commandId.replaceAll(':', '~')}.${from}-${to}`;
 
     it('when an applied assign pair is processed twice more, then the state is the same and only one email was sent', async () => {
       const [hub, email] = ['pj-c1', 'pj.emp@agency.test'];
@@ -250,7 +251,7 @@ describe('an idempotent worker', () => {
       } finally {
         await pairs.resume();
       }
-      await waitFor(async () => (await (await pairs.getJob(pairJobId(commandId, 0)))?.getState()) === 'completed', { what: 'the queued pair job' });
+      await waitFor(async () => (await (await pairs.getJob(pairRangeJobId(commandId, 0, 1)))?.getState()) === 'completed', { what: 'the queued range job' });
       await settle();
 
       const [cmd] = await svc.sql('select state, items_total, result from command where id = ?', [commandId]);

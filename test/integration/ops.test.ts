@@ -159,8 +159,8 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
     let after = before;
     await waitFor(async () => {
       after = await Scrape.from(api);
-      return total(after, 'pap_jobs_finished_total') - total(before, 'pap_jobs_finished_total') >= 7 + 2 + 2;
-    }, { what: 'the 11 jobs of the run (7 commands, 2 pairs, 2 emails) to be counted' });
+      return total(after, 'pap_jobs_finished_total') - total(before, 'pap_jobs_finished_total') >= 7 + 3 + 2;
+    }, { what: 'the 12 jobs of the run (7 commands, 2 pair ranges and the refused pair\'s own job, 2 emails) to be counted' });
     const delta = (name: string, labels: Record<string, string> = {}) => after.get(name, labels) - before.get(name, labels);
 
     const posted = { 'client.upsert': 2, 'employee.tag': 2, 'access.assign': 2, 'team.email': 1 };
@@ -170,12 +170,13 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
     }
     expect(delta('pap_commands_accepted_total', { type: 'partner.upsert' })).toBe(0);
 
-    // Pairs: one completed (pending), one failed with the conflict code; the failure is counted once, by code.
-    expect(delta('pap_jobs_finished_total', { queue: 'pairs', type: 'access.assign', outcome: 'completed' })).toBe(1);
+    // Pairs: each assign is one range job (completed); the refused pair gets its own job, failed with
+    // the conflict code; the failure is counted once, by code.
+    expect(delta('pap_jobs_finished_total', { queue: 'pairs', type: 'access.assign', outcome: 'completed' })).toBe(2);
     expect(delta('pap_jobs_finished_total', { queue: 'pairs', type: 'access.assign', outcome: 'failed' })).toBe(1);
     expect(delta('pap_jobs_failed_total', { queue: 'pairs', type: 'access.assign', code: 'EMAIL_LINKED_TO_OTHER_PARTNER' })).toBe(1);
     expect(total(after, 'pap_jobs_failed_total') - total(before, 'pap_jobs_failed_total')).toBe(1);
-    expect(total(after, 'pap_jobs_finished_total') - total(before, 'pap_jobs_finished_total')).toBe(11);
+    expect(total(after, 'pap_jobs_finished_total') - total(before, 'pap_jobs_finished_total')).toBe(12);
     expect(delta('pap_jobs_finished_total', { queue: 'mail', type: 'send', outcome: 'completed' })).toBe(2);
     expect(delta('pap_emails_total', { outcome: 'sent' })).toBe(2);
     expect(delta('pap_emails_total', { outcome: 'failed' })).toBe(0);
