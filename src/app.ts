@@ -101,6 +101,10 @@ export async function startApp(config: Config, opts: { logger?: Logger; hooks?: 
         for (const [kind, n] of Object.entries(r)) if (n) metrics.reenqueued.inc({ kind }, n);
         opts.hooks?.onReconcile?.(r);
       },
+      onEmailsSent: (n) => {
+        metrics.emails.inc({ outcome: 'sent' }, n);
+        opts.hooks?.onEmailsSent?.(n);
+      },
     });
   }
   if (config.roles.has('scheduler')) await upsertRecalcScheduler(ctx);

@@ -6,7 +6,7 @@ import { markCommandFailed, processCommandJob, wakeNext } from './commands.js';
 import { processCreditJob } from './scheduler.js';
 import { Batcher } from './batcher.js';
 import { storeSnapshots, type SnapshotRow } from './credit.js';
-import { failMailFinally, outboxLoader, processMailJob, sentMarker } from './mail.js';
+import { failMailFinally, InlineMail, outboxLoader, processMailJob, sentMarker } from './mail.js';
 import { failPairFinally, pairBatcher, processPairJob, splitPairRange } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
 
@@ -14,6 +14,8 @@ export interface WorkerHooks {
   /** Called after every finished attempt (metrics); `final` is false for a failed attempt that will be retried. */
   onJob?: (queue: QueueName, job: Job, outcome: 'completed' | 'failed', final: boolean, err?: Error) => void;
   onReconcile?: (r: ReconcileReport) => void;
+  /** Emails a pair batch sent itself right after its commit (those sent by mail jobs are counted through onJob). */
+  onEmailsSent?: (n: number) => void;
 }
 
 export interface RunningWorkers {
@@ -43,7 +45,8 @@ async function recordExhausted(ctx: AppContext, queue: QueueName, job: Job, err:
 /** Starts one BullMQ worker per queue, plus the reconciler, against the shared Redis and Postgres. */
 export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningWorkers {
   const transport = createTransport(ctx.config.smtpUrl);
-  const pairs = pairBatcher(ctx, ctx.config.pairBatchSize);
+  const inlineMail = new InlineMail(ctx, transport, 16, hooks.onEmailsSent);
+  const pairs = pairBatcher(ctx, ctx.config.pairBatchSize, inlineMail);
   const outboxRows = outboxLoader(ctx, ctx.config.pairBatchSize);
   const sentRows = sentMarker(ctx, ctx.config.pairBatchSize);
   const snapshots = new Batcher<SnapshotRow, void>(async (rows) => {
@@ -52,8 +55,8 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
   }, ctx.config.workerConcurrency);
   const processors: Record<QueueName, Processor> = {
     [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
-    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, pairs, job.name),
-    [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows, sentRows),
+    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, pairs, job.name, inlineMail, job.attemptsStarted > 1 || job.stalledCounter > 0),
+    [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows, sentRows, job.attemptsMade),
     [QUEUES.credit]: (job) => processCreditJob(ctx, job, (row) => snapshots.submit(row)),
   };
   const workers = (Object.entries(processors) as [QueueName, Processor][]).map(([name, processor]) => {

@@ -5,6 +5,11 @@ import type { AppContext } from '../context.js';
 import { renderAccessRequest, renderTeamEmail, type RenderedMail } from '../mail/templates.js';
 import { classify, PermanentError, toUnrecoverable } from './failures.js';
 import { Batcher } from './batcher.js';
+import { enqueueMail } from './outbox.js';
+import { defaultJobOptions } from '../queues/index.js';
+
+/** The first retry delay of a job (the backoff's base). */
+const backoffMs = typeof defaultJobOptions.backoff === 'object' ? defaultJobOptions.backoff.delay ?? 1000 : 1000;
 
 /** A deterministic Message-ID per notification key: a resend after a crash is recognisably the same message. */
 export function messageIdFor(key: string, from: string): string {
@@ -13,14 +18,14 @@ export function messageIdFor(key: string, from: string): string {
 }
 
 interface OutboxRow {
-  id: string; notification_key: string; kind: string; partner_id: string; payload: Record<string, string>; state: string;
+  id: string; notification_key: string; kind: string; partner_id: string; payload: Record<string, string>; state: string; error: { code: string; message: string } | null;
   partner_name: string | null; team: Record<string, { name: string; email: string }> | null;
   client_name: string | null; contact_email: string | null; locale: string | null; employee_name: string | null;
 }
 
 /** The outbox row with everything its email names, in one query. */
 const selectRow = `
-  select o.id, o.notification_key, o.kind, o.partner_id, o.payload, o.state,
+  select o.id, o.notification_key, o.kind, o.partner_id, o.payload, o.state, o.error,
          p.name as partner_name, p.team, c.name as client_name, c.contact_email, c.locale, e.name as employee_name
     from outbox o
     left join partner p on p.id = o.partner_id
@@ -28,13 +33,19 @@ const selectRow = `
     left join employee e on o.kind = 'access.pending' and e.partner_id = o.partner_id and e.email = o.payload->>'email'
    where o.id in (select jsonb_array_elements_text(?::jsonb)::bigint)`;
 
-/** Marks sent rows, many in one commit; a job completes only once its row is marked. */
-export const sentMarker = (ctx: AppContext, max: number) => new Batcher<{ id: string; messageId: string }, void>(async (rows) => {
+/** Marks rows sent, many in one statement. */
+async function markSent(ctx: AppContext, rows: { id: string; messageId: string }[]): Promise<void> {
+  if (!rows.length) return;
   await ctx.orm.em.fork().execute(
     `update outbox o set state = 'sent', sent_at = now(), message_id = t.message_id, error = null, attempts = o.attempts + 1
        from jsonb_to_recordset(?::jsonb) as t(id bigint, message_id text) where o.id = t.id`,
     [JSON.stringify(rows.map((r) => ({ id: r.id, message_id: r.messageId })))],
   );
+}
+
+/** Marks sent rows, many in one commit; a job completes only once its row is marked. */
+export const sentMarker = (ctx: AppContext, max: number) => new Batcher<{ id: string; messageId: string }, void>(async (rows) => {
+  await markSent(ctx, rows);
   return rows.map(() => undefined);
 }, max, 1);
 
@@ -72,21 +83,31 @@ export async function failMailFinally(ctx: AppContext, data: unknown, message: s
   await ctx.orm.em.fork().execute(`update outbox set state = 'failed', error = ?::jsonb where id = ? and state = 'pending'`, [JSON.stringify({ code: 'SMTP_UNAVAILABLE', message }), outboxId]);
 }
 
+/** Renders and sends one outbox row; returns its Message-ID. Throws what rendering or SMTP throws (see classify). */
+async function sendRow(ctx: AppContext, transport: Transporter, row: OutboxRow): Promise<string> {
+  const messageId = messageIdFor(row.notification_key, ctx.config.mailFrom);
+  const { to, mail } = render(ctx, row);
+  await transport.sendMail({ from: ctx.config.mailFrom, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, headers: { 'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16) } });
+  return messageId;
+}
+
 /**
  * The `mail` job: `{outboxId}`. Idempotency key: the outbox row (a sent row is never sent again).
  * SMTP 4xx and connection errors retry with backoff; 5xx fails at once and is stored on the row.
+ * A row that already failed (a 5xx when it was sent right after its commit) fails the job's first
+ * run at once with the stored error, so the failure shows on the dashboard; an operator's retry
+ * (attemptsMade > 0) sends it again.
  */
-export async function processMailJob(ctx: AppContext, transport: Transporter, data: unknown, loader = outboxLoader(ctx, 1), marker?: Batcher<{ id: string; messageId: string }, void>): Promise<unknown> {
+export async function processMailJob(ctx: AppContext, transport: Transporter, data: unknown, loader = outboxLoader(ctx, 1), marker?: Batcher<{ id: string; messageId: string }, void>, attemptsMade = 0): Promise<unknown> {
   const outboxId = (data as { outboxId?: unknown } | null)?.outboxId;
   if (typeof outboxId !== 'string' || !/^\d+$/.test(outboxId)) throw new UnrecoverableError('VALIDATION_FAILED: job data has no outboxId');
   const em = ctx.orm.em.fork();
   const row = await loader.submit(outboxId);
   if (!row) throw new UnrecoverableError(`NOT_FOUND: outbox row ${outboxId}`);
   if (row.state === 'sent') return { state: 'sent', replayed: true };
-  const messageId = messageIdFor(row.notification_key, ctx.config.mailFrom);
+  if (row.state === 'failed' && attemptsMade === 0 && row.error) throw toUnrecoverable(row.error);
   try {
-    const { to, mail } = render(ctx, row);
-    await transport.sendMail({ from: ctx.config.mailFrom, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, headers: { 'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16) } });
+    const messageId = await sendRow(ctx, transport, row);
     await (marker ?? sentMarker(ctx, 1)).submit({ id: outboxId, messageId });
     ctx.logger.debug({ outboxId, kind: row.kind }, 'email sent');
     return { state: 'sent', messageId };
@@ -98,5 +119,96 @@ export async function processMailJob(ctx: AppContext, transport: Transporter, da
     }
     await em.execute(`update outbox set state = 'failed', error = ?::jsonb, attempts = attempts + 1 where id = ?`, [JSON.stringify({ code: f.code, message: f.message }), outboxId]);
     throw toUnrecoverable(f);
+  }
+}
+
+/** How long rows sent right after their commit stay claimed by that worker: the reconciler leaves them alone meanwhile. */
+export const INLINE_CLAIM_MS = 120_000;
+/** An email whose send has not started this long after its commit goes to a mail job instead (well inside the claim). */
+const INLINE_START_DEADLINE_MS = 20_000;
+/** After a transient SMTP failure, new emails go through mail jobs (with their backoff) for this long. */
+const INLINE_PAUSE_MS = 15_000;
+
+/**
+ * Sends the emails a pair batch just committed, from the worker that committed them: no mail job
+ * per email while SMTP answers. The rows were written claimed (claimed_until), so the reconciler
+ * does not hand them to a second sender unless this worker dies. Whatever is not sent here goes
+ * to an ordinary mail job: a transient failure (recorded on the row, retried after the first
+ * backoff, and inline sending pauses), a 5xx (the row is failed; the job shows the failure), or a
+ * send that could not start in time. At most `maxInFlight` sends at once per process.
+ */
+export class InlineMail {
+  private pausedUntil = 0;
+  private inFlight = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private readonly ctx: AppContext, private readonly transport: Transporter, private readonly maxInFlight: number, private readonly onSent?: (n: number) => void) {}
+
+  /** Whether rows committed now should be claimed and sent right after the commit (else: mail jobs). */
+  get active(): boolean {
+    return Date.now() >= this.pausedUntil;
+  }
+
+  async deliver(outboxIds: string[], committedAt: number): Promise<void> {
+    if (!outboxIds.length) return;
+    try {
+      await this.send(outboxIds, committedAt);
+    } catch (err) {
+      this.ctx.logger.warn({ err, outboxIds }, 'inline email delivery failed; handing the rows to mail jobs');
+      await enqueueMail(this.ctx, outboxIds);
+    }
+  }
+
+  private async send(outboxIds: string[], committedAt: number): Promise<void> {
+    const rows = await this.ctx.orm.em.fork().execute<OutboxRow[]>(selectRow, [JSON.stringify(outboxIds)]);
+    const sent: { id: string; messageId: string }[] = [];
+    const handOver: { id: string; state: 'pending' | 'failed'; error: { code: string; message: string } | null; tried: number; delayMs: number }[] = [];
+    await Promise.all(rows.filter((r) => r.state === 'pending').map(async (row) => {
+      await this.acquire();
+      try {
+        if (!this.active || Date.now() - committedAt > INLINE_START_DEADLINE_MS) {
+          handOver.push({ id: String(row.id), state: 'pending', error: null, tried: 0, delayMs: 0 });
+          return;
+        }
+        try {
+          sent.push({ id: String(row.id), messageId: await sendRow(this.ctx, this.transport, row) });
+        } catch (err) {
+          const f = classify(err);
+          if (f.kind === 'transient') {
+            this.pausedUntil = Date.now() + INLINE_PAUSE_MS;
+            handOver.push({ id: String(row.id), state: 'pending', error: { code: 'SMTP_TRANSIENT', message: (err as Error).message }, tried: 1, delayMs: backoffMs });
+          } else {
+            handOver.push({ id: String(row.id), state: 'failed', error: { code: f.code, message: f.message }, tried: 1, delayMs: 0 });
+          }
+        }
+      } finally {
+        this.release();
+      }
+    }));
+    await markSent(this.ctx, sent);
+    if (sent.length) this.onSent?.(sent.length);
+    if (!handOver.length) return;
+    await this.ctx.orm.em.fork().execute(
+      `update outbox o set state = t.state, error = coalesce(t.error, o.error), attempts = o.attempts + t.tried, claimed_until = null
+         from jsonb_to_recordset(?::jsonb) as t(id bigint, state text, error jsonb, tried int) where o.id = t.id and o.state = 'pending'`,
+      [JSON.stringify(handOver.map(({ id, state, error, tried }) => ({ id, state, error, tried })))],
+    );
+    for (const delayMs of new Set(handOver.map((h) => h.delayMs))) {
+      await enqueueMail(this.ctx, handOver.filter((h) => h.delayMs === delayMs).map((h) => h.id), delayMs);
+    }
+  }
+
+  private async acquire(): Promise<void> {
+    if (this.inFlight < this.maxInFlight) {
+      this.inFlight++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.inFlight--;
   }
 }

@@ -15,11 +15,11 @@ export async function writeOutbox(tx: Em, row: { key: string; kind: string; part
   return r ? String(r.id) : null;
 }
 
-/** After commit: one mail job per outbox row. A failure here is repaired by the reconciler. */
-export async function enqueueMail(ctx: AppContext, outboxIds: string[]): Promise<void> {
+/** After commit: one mail job per outbox row (after `delayMs`, if given). A failure here is repaired by the reconciler. */
+export async function enqueueMail(ctx: Pick<AppContext, 'queues' | 'logger'>, outboxIds: string[], delayMs = 0): Promise<void> {
   if (!outboxIds.length) return;
   try {
-    await ctx.queues.mail.addBulk(outboxIds.map((id) => ({ name: 'send', data: { outboxId: id }, opts: { jobId: jobIds.mail(id) } })));
+    await ctx.queues.mail.addBulk(outboxIds.map((id) => ({ name: 'send', data: { outboxId: id }, opts: { jobId: jobIds.mail(id), ...(delayMs > 0 ? { delay: delayMs } : {}) } })));
   } catch (err) {
     ctx.logger.warn({ err, outboxIds }, 'mail jobs not enqueued; the reconciler will');
   }

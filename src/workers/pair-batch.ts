@@ -20,6 +20,10 @@ interface Facts {
   access: { state: AccessState; last_issued_at: string | null } | null;
 }
 
+/** The notification key of a pair's grant email (once per command and pair), and the same over a command_item row `i` in SQL. */
+const pendingKey = (p: { commandId: string; hubId: string; email: string }) => `access.pending:${p.commandId}:${p.hubId}:${p.email}`;
+export const PENDING_KEY_SQL = `'access.pending:' || i.command_id || ':' || i.hub_id || ':' || i.email`;
+
 const pk = (p: { partnerId: string; hubId: string; email: string }) => `${p.partnerId}\n${p.hubId}\n${p.email}`;
 const hk = (p: { hubId: string; email: string }) => `${p.hubId}\n${p.email}`;
 const iso = (d: Date | null) => d?.toISOString() ?? null;
@@ -29,10 +33,11 @@ const iso = (d: Date | null) => d?.toISOString() ?? null;
  * fixed number of set-based statements, whatever the batch size: lock every (client, email) in a
  * stable order, read every fact in one query, decide each pair in order with the pure domain
  * functions (later pairs see the effect of earlier ones in the same batch), then write accesses,
- * grant tokens, outbox rows and conflicts in one statement each. The unique index on live
+ * grant tokens, outbox rows and conflicts in one statement each. With `mailClaimMs`, the outbox rows
+ * are written claimed for that long (the caller sends them right after the commit). The unique index on live
  * (client, email) rows stays the backstop; a violation aborts the batch (the caller retries pair by pair).
  */
-export async function applyPairBatch(tx: Em, pairs: BatchPair[], grantTtlDays: number): Promise<PairOutcomeOrError[]> {
+export async function applyPairBatch(tx: Em, pairs: BatchPair[], grantTtlDays: number, mailClaimMs: number | null = null): Promise<PairOutcomeOrError[]> {
   await tx.execute(
     `select count(pg_advisory_xact_lock(k)) from (select distinct hashtextextended(x, 0) as k from jsonb_array_elements_text(?::jsonb) as x order by 1) s`,
     [JSON.stringify(pairs.map(hk))],
@@ -132,17 +137,17 @@ export async function applyPairBatch(tx: Em, pairs: BatchPair[], grantTtlDays: n
       `with t as (select * from jsonb_to_recordset(?::jsonb) as t(token_hash text, partner_id text, hub_id text, email text, key text, payload jsonb)),
             g as (insert into grant_token (token_hash, partner_id, hub_id, email, expires_at)
                   select token_hash, partner_id, hub_id, email, now() + make_interval(days => ?) from t)
-       insert into outbox (notification_key, kind, partner_id, payload)
-       select key, 'access.pending', partner_id, payload from t
+       insert into outbox (notification_key, kind, partner_id, payload, claimed_until)
+       select key, 'access.pending', partner_id, payload, now() + make_interval(secs => ?::double precision) from t
        on conflict (notification_key) do nothing returning id, notification_key`,
       [JSON.stringify(pending.map(({ p, token }) => ({
         token_hash: hashToken(token), partner_id: p.partnerId, hub_id: p.hubId, email: p.email,
-        key: `access.pending:${p.commandId}:${p.hubId}:${p.email}`, payload: { hubId: p.hubId, email: p.email, token },
-      }))), grantTtlDays],
+        key: pendingKey(p), payload: { hubId: p.hubId, email: p.email, token },
+      }))), grantTtlDays, mailClaimMs === null ? null : mailClaimMs / 1000],
     );
     const byKey = new Map(outbox.map((o) => [o.notification_key, String(o.id)]));
     for (const { p, i } of pending) {
-      const id = byKey.get(`access.pending:${p.commandId}:${p.hubId}:${p.email}`);
+      const id = byKey.get(pendingKey(p));
       const r = results[i];
       if (id && r?.ok) r.outboxId = id;
     }

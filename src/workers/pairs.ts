@@ -3,11 +3,12 @@ import type { AppContext } from '../context.js';
 import type { Em } from '../db/orm.js';
 import { jobIds } from '../queues/index.js';
 import { DomainError } from '../domain/errors.js';
-import { applyPairBatch, type BatchPair } from './pair-batch.js';
+import { applyPairBatch, PENDING_KEY_SQL, type BatchPair } from './pair-batch.js';
 import { wakeNext, type LoadedCommand } from './commands.js';
 import { toUnrecoverable } from './failures.js';
 import { enqueueMail } from './outbox.js';
 import { Batcher } from './batcher.js';
+import { INLINE_CLAIM_MS, type InlineMail } from './mail.js';
 
 /** The range of `size` pairs (of a command of `total`) that holds pair `idx`: `[from, to)`. */
 export function rangeOf(idx: number, total: number, size: number): { from: number; to: number } {
@@ -61,16 +62,33 @@ async function openItems(ctx: AppContext, commandId: string, from: number, to: n
  * that cannot commit) is not recorded here: it gets its own pair job, which decides it again and
  * fails with its code, so every refused pair is one failed job on the dashboard.
  */
-export async function processPairRange(ctx: AppContext, type: string, d: { commandId: string; from: number; to: number }): Promise<unknown> {
+export async function processPairRange(ctx: AppContext, type: string, d: { commandId: string; from: number; to: number }, mail?: InlineMail, retaken = false): Promise<unknown> {
+  if (retaken) await releaseClaims(ctx, d);
   const refs = await openItems(ctx, d.commandId, d.from, d.to);
   if (!refs.length) {
     await finalizeIfDone(ctx, d.commandId);
     return { pairs: 0 };
   }
-  const results = await processPairs(ctx, refs, { defer: true });
+  const results = await processPairs(ctx, refs, { defer: true, ...(mail ? { mail } : {}) });
   const alone = refs.filter((_, k) => !results[k]!.ok);
   await enqueueAlone(ctx, type, alone);
   return { pairs: refs.length, applied: refs.length - alone.length, alone: alone.length };
+}
+
+/**
+ * A range job taken over from a worker that died (its lock expired) or retried: the emails that worker
+ * committed and had claimed but not sent go to mail jobs now rather than when their claim expires.
+ */
+async function releaseClaims(ctx: AppContext, d: { commandId: string; from: number; to: number }): Promise<void> {
+  const rows = await ctx.orm.em.fork().execute<{ id: string }[]>(
+    `update outbox o set claimed_until = null
+       from command_item i
+      where i.command_id = ? and i.idx >= ? and i.idx < ? and i.state = 'completed'
+        and o.notification_key = ${PENDING_KEY_SQL} and o.state = 'pending' and o.claimed_until is not null
+      returning o.id`,
+    [d.commandId, d.from, d.to],
+  );
+  await enqueueMail(ctx, rows.map((r) => String(r.id)));
 }
 
 /** A range job that used up its attempts: its open pairs go on one job each (and fail, if they must, on their own). */
@@ -127,7 +145,11 @@ export async function failPairFinally(ctx: AppContext, data: unknown, message: s
 export interface PairJobRef { commandId: string; idx: number }
 export type PairJobResult = { ok: true; outcome: string | null } | { ok: false; error: Error };
 /** defer: a refused pair (or a batch that cannot commit) is returned as failed but not recorded (the range job gives it its own job). */
-export interface ProcessPairsOptions { defer?: boolean }
+export interface ProcessPairsOptions {
+  defer?: boolean;
+  /** Sends the batch's emails right after the commit (else: one mail job per email). */
+  mail?: InlineMail;
+}
 
 interface ItemWrite { command_id: string; idx: number; state: ItemState; outcome: string | null; error: unknown }
 interface ItemRow { command_id: string; idx: number; partner_id: string; type: string; issued_at: string | null; hub_id: string; email: string; state: ItemState; outcome: string | null }
@@ -170,9 +192,10 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
     return { partnerId: row.partner_id, hubId: row.hub_id, email: row.email, commandId: row.command_id, idx: row.idx, issuedAt: row.issued_at ? new Date(row.issued_at) : null, type: row.type as BatchPair['type'] };
   });
   let applied: { outcomes: Awaited<ReturnType<typeof applyPairBatch>>; finished: Set<string> };
+  const inline = opts.mail?.active ? opts.mail : null;
   try {
     applied = await em.transactional(async (tx) => {
-      const outcomes = await applyPairBatch(tx, batch, ctx.config.grantTtlDays);
+      const outcomes = await applyPairBatch(tx, batch, ctx.config.grantTtlDays, inline ? INLINE_CLAIM_MS : null);
       const done = await tx.execute<{ command_id: string; idx: number }[]>(
         `update command_item i set state = t.state, outcome = t.outcome, error = t.error, attempts = i.attempts + 1, finished_at = now()
            from jsonb_to_recordset(?::jsonb) as t(command_id text, idx int, state text, outcome text, error jsonb)
@@ -209,8 +232,11 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
     });
     applied = { outcomes: [{ ok: false, error }], finished: new Set([`${p.commandId}#${p.idx}`]) };
   }
-  await enqueueMail(ctx, applied.outcomes.flatMap((o) => (o.ok && o.outboxId ? [o.outboxId] : [])));
+  const committedAt = Date.now();
+  const outboxIds = applied.outcomes.flatMap((o) => (o.ok && o.outboxId ? [o.outboxId] : []));
+  if (!inline) await enqueueMail(ctx, outboxIds);
   for (const commandId of new Set(batch.map((p) => p.commandId))) await finalizeIfDone(ctx, commandId);
+  if (inline) await inline.deliver(outboxIds, committedAt);
   for (const [k, i] of todo.entries()) {
     const p = batch[k]!;
     const o = applied.outcomes[k]!;
@@ -222,13 +248,13 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
 }
 
 /** Pair jobs that arrive together commit in one transaction; each job still succeeds or fails on its own. */
-export const pairBatcher = (ctx: AppContext, max: number) => new Batcher<PairJobRef, PairJobResult>((refs) => processPairs(ctx, refs), max);
+export const pairBatcher = (ctx: AppContext, max: number, mail?: InlineMail) => new Batcher<PairJobRef, PairJobResult>((refs) => processPairs(ctx, refs, mail ? { mail } : {}), max);
 
 /** A `pairs` job: a range `{commandId, from, to}` (see processPairRange) or one pair `{commandId, idx}` (see processPairs). */
-export async function processPairJob(ctx: AppContext, data: unknown, batcher?: Batcher<PairJobRef, PairJobResult>, type = 'access.assign'): Promise<unknown> {
+export async function processPairJob(ctx: AppContext, data: unknown, batcher?: Batcher<PairJobRef, PairJobResult>, type = 'access.assign', mail?: InlineMail, retaken = false): Promise<unknown> {
   const d = data as { commandId?: unknown; idx?: unknown; from?: unknown; to?: unknown } | null;
   if (typeof d?.commandId === 'string' && Number.isInteger(d.from) && Number.isInteger(d.to)) {
-    return processPairRange(ctx, type, { commandId: d.commandId, from: d.from as number, to: d.to as number });
+    return processPairRange(ctx, type, { commandId: d.commandId, from: d.from as number, to: d.to as number }, mail, retaken);
   }
   if (typeof d?.commandId !== 'string' || !Number.isInteger(d.idx)) throw new UnrecoverableError('VALIDATION_FAILED: job data needs commandId and idx');
   const ref = { commandId: d.commandId, idx: d.idx as number };

@@ -38,7 +38,8 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
       )
     : [];
   const outbox = await em.execute<{ id: string }[]>(
-    `select id from outbox where state = 'pending' and created_at < now() - make_interval(secs => ?) order by id limit ?`,
+    `select id from outbox where state = 'pending' and created_at < now() - make_interval(secs => ?)
+        and (claimed_until is null or claimed_until < now()) order by id limit ?`,
     [graceSec, limit],
   );
   // Fanned-out commands whose items are all finished but that were never settled (a crash in between).

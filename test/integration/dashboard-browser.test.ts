@@ -33,6 +33,10 @@ describe('the queue dashboard', () => {
     expect(rival.items[0].error.code).toBe('EMAIL_LINKED_TO_OTHER_PARTNER');
     await waitFor(async () => (await svc.app.ctx.queues.pairs.getJobState(failedJobId)) === 'failed', { what: 'the conflict pair job to be failed in the queue' });
     await waitFor(() => svc.smtp.messages.length === 1, { what: "p-100's grant email" });
+    // A team email goes through a mail job (grant emails are sent by the pair job that committed them).
+    expect((await api.apply('p-100', { type: 'partner.upsert', name: 'Partner p-100', team: { channelAccountManager: { name: 'Cam', email: 'cam@acme.test' } } })).state).toBe('completed');
+    expect((await api.apply('p-100', { type: 'team.email', to: 'channelAccountManager', subject: 'Hello', body: 'A note.' })).state).toBe('completed');
+    await waitFor(() => svc.smtp.messages.length === 2, { what: 'the team email' });
   });
 
   afterAll(async () => {
@@ -116,6 +120,7 @@ describe('the queue dashboard', () => {
         expect(keys).toEqual(queue === 'pairs' ? pairKeys : queue === 'commands' ? ['commandId'] : ['outboxId']);
         expect(JSON.stringify(job.data)).not.toMatch(EMAIL);
         expect(JSON.stringify(job)).not.toContain('ann@acme.test');
+        expect(JSON.stringify(job)).not.toContain('cam@acme.test');
         expect(JSON.stringify(job)).not.toContain('boss@c1.test');
       }
       if (queue === 'pairs' && status === 'failed') {
@@ -156,8 +161,8 @@ describe('the queue dashboard', () => {
     const clients = await api.get('/v1/partners/p-200/clients', TOKENS.other);
     expect(clients.body.clients[0].employees).toEqual([{ email: 'ann@acme.test', access: 'pending' }]);
     // p-200's request reaches the client: a second grant email, for p-200.
-    await waitFor(() => svc.smtp.messages.length === 2, { what: "p-200's grant email" });
-    expect(svc.smtp.messages[1]!.subject).toContain('Partner p-200');
+    await waitFor(() => svc.smtp.messages.length === 3, { what: "p-200's grant email" });
+    expect(svc.smtp.messages[2]!.subject).toContain('Partner p-200');
 
     const listed = await board('/api/queues?activeQueue=pairs&status=failed&page=1', { authorization: basic('ops', TOKENS.admin) });
     const pairs = ((await listed.json()) as { queues: { name: string; counts: Record<string, number> }[] }).queues.find((q) => q.name === 'pairs')!;
