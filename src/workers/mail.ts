@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import type { Transporter } from 'nodemailer';
 import type { AppContext } from '../context.js';
+import { composeMime, mailbox } from '../mail/mime.js';
 import { renderAccessRequest, renderTeamEmail, type RenderedMail } from '../mail/templates.js';
 import { classify, PermanentError, toUnrecoverable } from './failures.js';
 import { Batcher } from './batcher.js';
@@ -87,7 +88,11 @@ export async function failMailFinally(ctx: AppContext, data: unknown, message: s
 async function sendRow(ctx: AppContext, transport: Transporter, row: OutboxRow): Promise<string> {
   const messageId = messageIdFor(row.notification_key, ctx.config.mailFrom);
   const { to, mail } = render(ctx, row);
-  await transport.sendMail({ from: ctx.config.mailFrom, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, headers: { 'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16) } });
+  const raw = composeMime({
+    from: ctx.config.mailFrom, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, date: new Date(),
+    headers: { 'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16) },
+  });
+  await transport.sendMail({ envelope: { from: mailbox(ctx.config.mailFrom).address, to: [mailbox(to).address] }, raw });
   return messageId;
 }
 
