@@ -51,7 +51,7 @@ export const envSchema = z.object({
   RECALC_TZ: z.string().min(1).max(64).default('UTC').describe('time zone of RECALC_CRON'),
   RENEWAL_ALERT_DAYS: int(1, 3650).default(90).describe('window for upcoming renewal decisions'),
   WORKER_CONCURRENCY: int(1, 500).default(16).describe('jobs processed at once per queue per process'),
-  PAIR_BATCH_SIZE: int(1, 1000).default(32).describe('pair jobs committed together in one transaction (at most)'),
+  PAIR_BATCH_SIZE: int(1, 1000).default(32).describe('pairs per range job (one transaction), and single pair jobs committed together (at most)'),
   JOB_LOCK_MS: int(1000, 600_000).default(30_000).describe('job lock; a crashed worker\'s job is taken over after about this long'),
   RECONCILE_INTERVAL_MS: int(200, 3_600_000).default(5000).describe('how often unfinished commands without a job are re-enqueued'),
   RECONCILE_GRACE_MS: int(0, 3_600_000).default(10_000).describe('age of a command before the reconciler looks at it'),
