@@ -340,6 +340,37 @@ describe('the partner access flow', () => {
       expect(await liveAccess(p)).toEqual([{ partner_id: 'p-200', hub_id: hub, email: ann, state: 'pending' }]);
     });
 
+    it('when a bulk assign of five clients has one refused pair, then one range job applies and emails the four others, and only the refused pair gets a job of its own, failed with its code', async () => {
+      const p = 'rng';
+      const hubs = [1, 2, 3, 4, 5].map((i) => `${p}-c${i}`);
+      const ann = 'ann.rng@agency.test';
+      await setup('p-100', { clients: [hubs[2]!], employees: [ann] });
+      await setup('p-200', { clients: hubs, employees: [ann] });
+      expect((await assign('p-100', [hubs[2]!], [ann])).items[0].outcome).toBe('pending');
+
+      const st = await assign('p-200', hubs, [ann]);
+      expect(st.state).toBe('failed');
+      expect(st.items.map((i: any) => i.outcome ?? i.error.code)).toEqual(['pending', 'pending', 'EMAIL_LINKED_TO_OTHER_PARTNER', 'pending', 'pending']);
+      const safeId = st.commandId.replaceAll(':', '~');
+      const pairs = svc.app.ctx.queues.pairs;
+      const range = await pairs.getJob(`p.${safeId}.0-5`);
+      expect(range && (await range.getState())).toBe('completed');
+      expect(range!.data).toEqual({ commandId: st.commandId, from: 0, to: 5 });
+      expect(range!.returnvalue).toEqual({ pairs: 5, applied: 4, alone: 1 });
+      const refused = await pairJob(st.commandId, 2);
+      expect(refused.failedReason).toBe(`EMAIL_LINKED_TO_OTHER_PARTNER: ${LINKED_MESSAGE}`);
+      expect(refused.attemptsMade).toBe(1);
+      for (const idx of [0, 1, 3, 4]) expect(await pairs.getJob(`p.${safeId}.${idx}`)).toBeUndefined();
+
+      // The four grant emails were sent by the range job itself: sent rows, no mail job for any of them.
+      const mails = await settledMails(p, 5);
+      expect(mails.filter((m) => m.subject.includes('Rival Agency'))).toHaveLength(4);
+      expect(hubs.map((h) => mailsTo(contactOf(h)).filter((m) => m.subject.includes('Rival Agency')).length)).toEqual([1, 1, 0, 1, 1]);
+      const rows = (await outboxOf(p)).filter((r) => r.partner_id === 'p-200');
+      expect(rows).toHaveLength(4);
+      for (const r of rows) expect(await svc.app.ctx.queues.mail.getJob(`m.${r.id}`)).toBeUndefined();
+    });
+
     it('when an operator retries the failed pair job after the first partner revoked, then the item completes and the command becomes completed', async () => {
       const p = 'opretry';
       const hub = `${p}-c1`;

@@ -1,6 +1,7 @@
 import { startService, TOKENS, waitFor, type TestService } from '../helpers/harness.js';
 import type { CapturedMail } from '../helpers/smtp.js';
 import { messageIdFor } from '../../src/workers/mail.js';
+import { reconcileOnce } from '../../src/workers/reconciler.js';
 
 /**
  * Email delivery through the outbox (contract §1, §6): retry on SMTP 4xx with backoff, no retry on
@@ -66,25 +67,6 @@ describe('email delivery', () => {
     await svc.close();
   });
 
-  it('when SMTP answers 421 once, then the email is retried after a backoff and delivered exactly once, and its outbox row is sent', async () => {
-    const hub = 'm421';
-    const before = svc.smtp.attempts.length;
-    svc.smtp.failNext([421]);
-    await requestAccess(hub);
-
-    const row = await waitOutbox(hub, 'sent');
-    expect(svc.smtp.attempts.slice(before)).toEqual([421, 250]);
-    expect(mailsTo(contactOf(hub))).toHaveLength(1);
-    expect(row).toMatchObject({ state: 'sent', attempts: 2, error: null });
-    expect(row.message_id).toBe(messageIdFor(row.notification_key, svc.config.mailFrom));
-    expect(mailsTo(contactOf(hub))[0]!.messageId).toBe(row.message_id);
-    // exponential backoff starting at 1 s between the refused and the accepted attempt
-    expect(new Date(row.sent_at!).getTime() - new Date(row.created_at).getTime()).toBeGreaterThanOrEqual(900);
-    const job = await mailJob(row.id);
-    expect(await job!.getState()).toBe('completed');
-    expect(await svc.sql(`select count(*)::int as n from outbox where payload->>'hubId' = ?`, [hub])).toEqual([{ n: 1 }]);
-  });
-
   it('when SMTP answers 550, then the outbox row is failed with the error stored, the mail job failed at once and SMTP saw exactly one attempt', async () => {
     const hub = 'm550';
     const before = svc.smtp.attempts.length;
@@ -113,6 +95,25 @@ describe('email delivery', () => {
     expect(await (await mailJob(row.id))!.getState()).toBe('failed');
   });
 
+  it('when SMTP answers 421 once, then the email is retried after a backoff and delivered exactly once, and its outbox row is sent', async () => {
+    const hub = 'm421';
+    const before = svc.smtp.attempts.length;
+    svc.smtp.failNext([421]);
+    await requestAccess(hub);
+
+    const row = await waitOutbox(hub, 'sent');
+    expect(svc.smtp.attempts.slice(before)).toEqual([421, 250]);
+    expect(mailsTo(contactOf(hub))).toHaveLength(1);
+    expect(row).toMatchObject({ state: 'sent', attempts: 2, error: null });
+    expect(row.message_id).toBe(messageIdFor(row.notification_key, svc.config.mailFrom));
+    expect(mailsTo(contactOf(hub))[0]!.messageId).toBe(row.message_id);
+    // exponential backoff starting at 1 s between the refused and the accepted attempt
+    expect(new Date(row.sent_at!).getTime() - new Date(row.created_at).getTime()).toBeGreaterThanOrEqual(900);
+    const job = await mailJob(row.id);
+    expect(await job!.getState()).toBe('completed');
+    expect(await svc.sql(`select count(*)::int as n from outbox where payload->>'hubId' = ?`, [hub])).toEqual([{ n: 1 }]);
+  });
+
   it('when transient SMTP failures use up the mail job\'s attempts, then the outbox row is failed and not left pending', async () => {
     const before = svc.smtp.attempts.length;
     const [row] = await svc.sql<{ id: string }>(
@@ -132,6 +133,26 @@ describe('email delivery', () => {
     expect(svc.smtp.attempts.slice(before)).toEqual([421]);
     expect(svc.smtp.messages.filter((m) => m.subject === 'never delivered')).toEqual([]);
     expect(await (await mailJob(String(row!.id)))!.getState()).toBe('failed');
+  });
+
+  it('when a pending outbox row is claimed by the worker that is sending it, then the reconciler leaves it alone until the claim expires, and then it is delivered once', async () => {
+    const subject = 'claimed row';
+    const [row] = await svc.sql<{ id: string }>(
+      `insert into outbox (notification_key, kind, partner_id, payload, created_at, claimed_until)
+       values (?, 'team.email', 'p-100', ?::jsonb, now() - interval '1 minute', now() + interval '1 hour') returning id`,
+      ['test:claimed', JSON.stringify({ to: 'channelAccountManager', subject, body: 'hello' })],
+    );
+    const id = String(row!.id);
+    await reconcileOnce(svc.app.ctx);
+    expect(await mailJob(id)).toBeUndefined();
+    expect(await svc.sql('select state from outbox where id = ?', [id])).toEqual([{ state: 'pending' }]);
+
+    // The claim runs out (its worker died): the next pass hands the row to a mail job.
+    await svc.sql(`update outbox set claimed_until = now() - interval '1 second' where id = ?`, [id]);
+    await reconcileOnce(svc.app.ctx);
+    expect(await mailJob(id)).toBeDefined();
+    await waitFor(async () => (await svc.sql<{ state: string }>('select state from outbox where id = ?', [id]))[0]!.state === 'sent', { what: 'the released row to be sent' });
+    expect(svc.smtp.messages.filter((m) => m.subject === subject)).toHaveLength(1);
   });
 
   it('when an email is sent, then its Message-ID is derived from the notification key and stored on the outbox row', async () => {
