@@ -1,5 +1,8 @@
 import { defaultTierThresholds } from '../../config/tiers.js';
+import type { Job } from 'bullmq';
 import { startService, TOKENS, waitFor, type TestService } from '../helpers/harness.js';
+import { jobIds } from '../../src/queues/index.js';
+import { processCreditJob, recalcGroupJobId } from '../../src/workers/scheduler.js';
 
 /**
  * Credit and tier end to end (contract §1 "Credit and tier", §4 sale.record / client.churn /
@@ -419,6 +422,135 @@ describe('credit and tier', () => {
     const second = await snapshots();
     expect(strip(second)).toEqual(strip(first));
     second.forEach((s, i) => expect(new Date(s.calculated_at as string).getTime()).toBeGreaterThanOrEqual(new Date(first[i]!.calculated_at as string).getTime()));
+  });
+
+  /** Waits until the credit queue has nothing waiting, running or delayed for a retry (the scheduler's next run aside). */
+  async function creditQueueIdle(what: string): Promise<void> {
+    const credit = svc.app.ctx.queues.credit;
+    await waitFor(async () => {
+      const c = await credit.getJobCounts('waiting', 'active', 'prioritized');
+      if (!Object.values(c).every((n) => n === 0)) return false;
+      return (await credit.getJobs(['delayed'])).every((j) => j.repeatJobKey !== undefined);
+    }, { timeoutMs: 20_000, what });
+  }
+
+  const allSnapshots = () => svc.sql<Record<string, unknown>>(
+    `select partner_id, managed_mrr::float8 as managed_mrr, sold_tier_credit::float8 as sold_tier_credit, tier, next_tier, upcoming_renewals
+       from credit_snapshot order by partner_id`);
+  const partnerIds = async () => (await svc.sql<{ id: string }>('select id from partner order by id')).map((p) => p.id);
+
+  it('when a run covers several groups of partners, then every partner gets exactly the numbers of the single-partner path, and a replayed fan-out adds no group twice', async () => {
+    const credit = svc.app.ctx.queues.credit;
+    // Two more partners with facts of their own, so that groups of two mix partners of every kind.
+    await applyOk('cr-grp-1', { type: 'partner.upsert', name: 'Group One' });
+    await applyOk('cr-grp-1', { type: 'client.upsert', hubId: 'g1c', name: 'G1 Client', contactEmail: 'boss@g1c.test', mrr: 75.5, renewalDate: '2026-05-01', portalUserEmails: ['gus@g1.test'] });
+    await applyOk('cr-grp-1', { type: 'employee.tag', email: 'gus@g1.test' });
+    await applyOk('cr-grp-1', { type: 'access.assign', clientHubIds: ['g1c'], employeeEmails: ['gus@g1.test'] });
+    await applyAll('cr-grp-1', [
+      { type: 'sale.record', saleId: 'g1', clientHubId: 'g1c', closedOn: '2025-04-15', mrr: 7000 },
+      { type: 'sale.record', saleId: 'g2', clientHubId: 'g1c', closedOn: '2025-10-01', mrr: -2500 },
+    ], 'batch');
+    await applyOk('cr-grp-2', { type: 'partner.upsert', name: 'Group Two' });
+    await applyAll('cr-grp-2', [
+      { type: 'sale.record', saleId: 'h1', clientHubId: 'h1c', closedOn: '2026-03-01', mrr: 120 },
+      { type: 'client.churn', clientHubId: 'h1c', on: '2026-01-20' },
+    ], 'batch');
+    const ids = await partnerIds();
+    expect(ids.length).toBeGreaterThanOrEqual(8);
+
+    // The fan-out, twice over (a replay: the job retried after a crash), while the queue is paused.
+    const groupSize = 2;
+    const fanOut = { name: 'recalculate-all', id: 'replay-check', data: { groupSize }, attemptsMade: 0, updateProgress: async () => undefined } as unknown as Job;
+    await credit.pause();
+    try {
+      const first = await processCreditJob(svc.app.ctx, fanOut);
+      const again = await processCreditJob(svc.app.ctx, fanOut);
+      const groups = Math.ceil(ids.length / groupSize);
+      expect(first).toEqual({ partners: ids.length, groups });
+      expect(again).toEqual(first);
+      const queued = (await credit.getJobs(['waiting'])).filter((j) => j.id?.startsWith('rg.replaycheck.'));
+      expect(queued).toHaveLength(groups);
+      // Deterministic ids, and every partner in exactly one group.
+      const expectedGroups = Array.from({ length: groups }, (_, i) => ids.slice(i * groupSize, (i + 1) * groupSize));
+      expect(queued.map((j) => j.id).sort()).toEqual(expectedGroups.map((g) => recalcGroupJobId('replaycheck', g)).sort());
+      expect(queued.flatMap((j) => (j.data as unknown as { partnerIds: string[] }).partnerIds).sort()).toEqual([...ids].sort());
+      expect(queued.every((j) => j.name === 'recalculate-partners')).toBe(true);
+      await svc.sql('delete from credit_snapshot');
+    } finally {
+      await credit.resume();
+    }
+    await creditQueueIdle('the group jobs');
+    expect(await credit.getJobCounts('failed')).toEqual({ failed: 0 });
+    const byGroups = await allSnapshots();
+    expect(byGroups.map((s) => s.partner_id)).toEqual(ids);
+
+    // The single-partner path (the `recalculate-partner` job) from scratch gives the same rows.
+    await svc.sql('delete from credit_snapshot');
+    await credit.addBulk(ids.map((partnerId) => ({ name: 'recalculate-partner', data: { partnerId }, opts: { jobId: jobIds.credit(partnerId, 'singlecheck') } })));
+    await creditQueueIdle('the single-partner jobs');
+    expect(await credit.getJobCounts('failed')).toEqual({ failed: 0 });
+    expect(await allSnapshots()).toEqual(byGroups);
+
+    // And the hand-worked numbers hold on the group path.
+    const of = (id: string) => byGroups.find((s) => s.partner_id === id);
+    expect(of('cr-sch-1')).toEqual({ partner_id: 'cr-sch-1', managed_mrr: 300, sold_tier_credit: 5000, tier: 'Gold', next_tier: 'Platinum', upcoming_renewals: 1 });
+    expect(of('cr-sch-3')).toEqual({ partner_id: 'cr-sch-3', managed_mrr: 0, sold_tier_credit: 30000, tier: 'Platinum', next_tier: 'Diamond', upcoming_renewals: 0 });
+    // 7000 live until 2026-03 inclusive, less the 2500 downgrade; Gus is tagged with active access on 75.50; renewal in 47 days.
+    expect(of('cr-grp-1')).toEqual({ partner_id: 'cr-grp-1', managed_mrr: 75.5, sold_tier_credit: 4500, tier: 'Starter', next_tier: 'Gold', upcoming_renewals: 1 });
+    // A sale after the churn is new credit; no client rows.
+    expect(of('cr-grp-2')).toEqual({ partner_id: 'cr-grp-2', managed_mrr: 0, sold_tier_credit: 120, tier: 'Starter', next_tier: 'Gold', upcoming_renewals: 0 });
+    expect(of('cr-batch')).toMatchObject({ sold_tier_credit: 850 });
+  });
+
+  it('when one partner of a group cannot be computed and another cannot be stored, then the rest of the run is stored and each of them fails visibly in its own job until its facts are fixed', async () => {
+    const credit = svc.app.ctx.queues.credit;
+    // Facts that intake would refuse, written behind its back: a sale amount that is not a number
+    // (the domain refuses to compute), and sold credit beyond what a snapshot column holds (the write fails).
+    await applyOk('0-cr-nan', { type: 'partner.upsert', name: 'Not a Number' });
+    await applyOk('zz-cr-overflow', { type: 'partner.upsert', name: 'Overflow' });
+    await svc.sql(`insert into sale (partner_id, sale_id, hub_id, closed_on, mrr) values ('0-cr-nan', 'n1', 'nc', '2026-03-01', 'NaN'), ('0-cr-nan', 'n2', 'nc', '2026-03-02', 10)`);
+    await svc.sql(`insert into sale (partner_id, sale_id, hub_id, closed_on, mrr) values ('zz-cr-overflow', 'o1', 'oc', '2026-03-01', 900000000000), ('zz-cr-overflow', 'o2', 'oc', '2026-03-02', 900000000000), ('zz-cr-overflow', 'o3', 'oc', '2026-03-03', 100)`);
+    const ids = await partnerIds();
+    const bad = ['0-cr-nan', 'zz-cr-overflow'];
+    // The first and the last partner: with groups of two, never in the same group.
+    expect([ids[0], ids.at(-1)]).toEqual(bad);
+    await svc.sql('delete from credit_snapshot');
+
+    const run = await credit.add('recalculate-all', { groupSize: 2 } as never);
+    const runId = String(run.id).replace(/[^A-Za-z0-9]/g, '');
+    const singles = bad.map((p) => jobIds.credit(p, runId));
+    // Each bad partner is handed to its own job, which fails (and will retry).
+    await waitFor(async () => {
+      const jobs = await Promise.all(singles.map((id) => credit.getJob(id)));
+      return jobs.every((j) => j !== undefined && j.attemptsMade >= 1);
+    }, { timeoutMs: 20_000, what: 'the handed-over partners to fail once on their own' });
+    const [nanJob, overflowJob] = (await Promise.all(singles.map((id) => credit.getJob(id))));
+    expect(nanJob!.name).toBe('recalculate-partner');
+    expect(nanJob!.failedReason).toMatch(/finite/);
+    expect(overflowJob!.failedReason).toMatch(/overflow/);
+
+    // Every other partner was stored, by its group (or, for the overflow's group mate, by its own job).
+    await waitFor(async () => (await allSnapshots()).length === ids.length - bad.length, { timeoutMs: 20_000, what: 'the good partners\' snapshots' });
+    expect((await allSnapshots()).map((s) => s.partner_id)).toEqual(ids.filter((p) => !bad.includes(p)));
+    const groupJobs = (await credit.getJobs(['completed'])).filter((j) => j.id?.startsWith(`rg.${runId}.`));
+    expect(groupJobs).toHaveLength(Math.ceil(ids.length / 2));
+    const isolated = groupJobs.flatMap((j) => (j.returnvalue as { isolated: string[] }).isolated).sort();
+    // The NaN partner alone; the overflow partner with its group (the group's one write failed).
+    const lastGroup = ids.slice(Math.floor((ids.length - 1) / 2) * 2);
+    expect(lastGroup).toContain('zz-cr-overflow');
+    expect(isolated).toEqual(['0-cr-nan', ...lastGroup].sort());
+
+    // Once the facts are fixed, the retries store them.
+    await svc.sql(`delete from sale where partner_id = '0-cr-nan' and sale_id = 'n1'`);
+    await svc.sql(`delete from sale where partner_id = 'zz-cr-overflow' and sale_id in ('o1', 'o2')`);
+    await waitFor(async () => (await Promise.all(singles.map(async (id) => (await credit.getJob(id))!.getState()))).every((st) => st === 'completed'),
+      { timeoutMs: 20_000, what: 'the retries of the handed-over partners' });
+    expect(await credit.getJobCounts('failed')).toEqual({ failed: 0 });
+    expect((await allSnapshots()).filter((s) => bad.includes(s.partner_id as string))).toEqual([
+      { partner_id: '0-cr-nan', managed_mrr: 0, sold_tier_credit: 10, tier: 'Starter', next_tier: 'Gold', upcoming_renewals: 0 },
+      { partner_id: 'zz-cr-overflow', managed_mrr: 0, sold_tier_credit: 100, tier: 'Starter', next_tier: 'Gold', upcoming_renewals: 0 },
+    ]);
+    expect((await allSnapshots()).map((s) => s.partner_id)).toEqual(ids);
   });
 
   // ---------------------------------------------------------------------------
