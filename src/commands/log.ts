@@ -3,6 +3,7 @@ import type { Em, Orm } from '../db/orm.js';
 import type { Queues } from '../queues/index.js';
 import { jobIds } from '../queues/index.js';
 import { HttpError, isDatabaseUnavailable, serviceUnavailable } from './errors.js';
+import { Coalescer } from '../workers/batcher.js';
 import { canonicalBody, pairTypes, type Command, type CommandType } from './schemas.js';
 
 export type CommandState = 'waiting' | 'active' | 'completed' | 'failed';
@@ -18,41 +19,57 @@ export interface Accepted {
 
 export const statusUrl = (commandId: string) => `/v1/commands/${encodeURIComponent(commandId)}`;
 
-interface Row { id: string; partnerId: string; type: CommandType; payload: Command; bodyHash: string; issuedAt: Date | null }
+interface Row { id: string; partnerId: string; tokenName: string | null; type: CommandType; payload: Command; bodyHash: string; issuedAt: Date | null }
+
+export interface IntakeRequest { partnerId: string; tokenName: string | null; commands: Command[] }
 
 /**
  * Writes commands to the command log and enqueues one job each, all or nothing: a 2xx means both
  * the log and the queue have them, and a failure (503) leaves neither. A known commandId with the same body is returned as it is
  * (no second job); with another body the whole call fails with IDEMPOTENCY_KEY_REUSED.
  */
-export async function acceptCommands(
-  orm: Orm,
-  queues: Queues,
-  input: { partnerId: string; tokenName: string | null; commands: Command[] },
-): Promise<Accepted[]> {
-  const rows: Row[] = input.commands.map((c) => {
-    const commandId = c.commandId ?? randomUUID();
-    const payload = { ...c, commandId } as Command;
-    return {
-      id: commandId,
-      partnerId: input.partnerId,
-      type: c.type,
-      payload,
-      bodyHash: createHash('sha256').update(canonicalBody(c)).digest('base64url'),
-      issuedAt: c.issuedAt ? new Date(c.issuedAt) : null,
-    };
-  });
-  let outcome: { result: Accepted[]; toEnqueue: Row[] };
+export async function acceptCommands(orm: Orm, queues: Queues, input: IntakeRequest): Promise<Accepted[]> {
+  const [r] = await acceptGroup(orm, queues, [input]);
+  if (r instanceof Error) throw r;
+  return r!;
+}
+
+/** One request of a group reused a commandId with another body: the group is rolled back and its requests are accepted one by one. */
+class GroupConflict extends Error {}
+
+const toRow = (input: IntakeRequest, c: Command): Row => {
+  const commandId = c.commandId ?? randomUUID();
+  return {
+    id: commandId,
+    partnerId: input.partnerId,
+    tokenName: input.tokenName,
+    type: c.type,
+    payload: { ...c, commandId } as Command,
+    bodyHash: createHash('sha256').update(canonicalBody(c)).digest('base64url'),
+    issuedAt: c.issuedAt ? new Date(c.issuedAt) : null,
+  };
+};
+
+/**
+ * acceptCommands for several requests at once (group commit: one transaction and one `addBulk` for
+ * all), with one result per request, exactly as if each had been accepted alone, one after the
+ * other: a 409 of one request never touches the others (the group is then retried request by
+ * request), and a 503 (database or queue unavailable) is thrown for all.
+ */
+export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeRequest[]): Promise<(Accepted[] | HttpError)[]> {
+  const rowsOf = inputs.map((input) => input.commands.map((c) => toRow(input, c)));
+  const rows = rowsOf.flat();
+  let outcome: { results: Accepted[][]; toEnqueue: Row[] };
   const em0 = orm.em.fork();
   try {
     outcome = await em0.transactional(async (em) => {
       const inserted = await em.execute<{ id: string }[]>(
         `insert into command (id, partner_id, type, payload, body_hash, issued_at, token_name, enqueued_at)
-         select t.id, ?, t.type, t.payload, t.body_hash, t.issued_at, ?, now()
-           from jsonb_to_recordset(?::jsonb) as t(id text, type text, payload jsonb, body_hash text, issued_at timestamptz)
+         select t.id, t.partner_id, t.type, t.payload, t.body_hash, t.issued_at, t.token_name, now()
+           from jsonb_to_recordset(?::jsonb) as t(id text, partner_id text, type text, payload jsonb, body_hash text, issued_at timestamptz, token_name text)
          on conflict (id) do nothing
          returning id`,
-        [input.partnerId, input.tokenName, JSON.stringify(rows.map((r) => ({ id: r.id, type: r.type, payload: r.payload, body_hash: r.bodyHash, issued_at: r.issuedAt?.toISOString() ?? null })))],
+        [JSON.stringify(rows.map((r) => ({ id: r.id, partner_id: r.partnerId, type: r.type, payload: r.payload, body_hash: r.bodyHash, issued_at: r.issuedAt?.toISOString() ?? null, token_name: r.tokenName })))],
       );
       const createdIds = new Set(inserted.map((r) => r.id));
       const existing = rows.filter((r) => !createdIds.has(r.id));
@@ -64,35 +81,36 @@ export async function acceptCommands(
         );
         for (const f of found) known.set(f.id, f);
       }
-      const seen = new Set<string>();
-      const result: Accepted[] = [];
+      // In order: the first row of an id that this group inserted is the created one; any later row
+      // of that id (same request or a later one) must have the same partner and body.
+      const firstOf = new Map<string, Row>();
       const toEnqueue: Row[] = [];
-      for (const r of rows) {
+      const results = rowsOf.map((reqRows) => reqRows.map((r): Accepted => {
         const prior = known.get(r.id);
-        const firstHere = createdIds.has(r.id) && !seen.has(r.id);
-        seen.add(r.id);
-        if (firstHere) {
+        const first = firstOf.get(r.id);
+        if (!first) firstOf.set(r.id, r);
+        if (createdIds.has(r.id) && !first) {
           toEnqueue.push(r);
-          result.push({ commandId: r.id, type: r.type, state: 'waiting', statusUrl: statusUrl(r.id), created: true });
-          continue;
+          return { commandId: r.id, type: r.type, state: 'waiting', statusUrl: statusUrl(r.id), created: true };
         }
-        const first = rows.find((x) => x.id === r.id);
-        const sameBody = prior ? prior.partner_id === r.partnerId && prior.body_hash === r.bodyHash : first?.bodyHash === r.bodyHash;
-        if (!sameBody) {
+        const same = prior ?? { partner_id: (first ?? r).partnerId, body_hash: (first ?? r).bodyHash, state: 'waiting' as const };
+        if (same.partner_id !== r.partnerId || same.body_hash !== r.bodyHash) {
+          if (inputs.length > 1) throw new GroupConflict();
           throw new HttpError(409, 'IDEMPOTENCY_KEY_REUSED', `commandId "${r.id}" was already used with a different body.`, { commandId: r.id });
         }
-        result.push({ commandId: r.id, type: r.type, state: prior?.state ?? 'waiting', statusUrl: statusUrl(r.id), created: false });
-      }
-      return { result, toEnqueue };
+        return { commandId: r.id, type: r.type, state: same.state, statusUrl: statusUrl(r.id), created: false };
+      }));
+      return { results, toEnqueue };
     });
   } catch (err) {
-    if (err instanceof HttpError) throw err;
+    if (err instanceof GroupConflict) return Promise.all(inputs.map(async (input) => (await acceptGroup(orm, queues, [input]))[0]!));
+    if (err instanceof HttpError && inputs.length === 1) return [err];
     if (isDatabaseUnavailable(err)) throw serviceUnavailable('database', err);
     throw err;
   }
   // Committed first, so a worker never sees a job before its row. If Redis refuses the jobs, the
   // rows are taken back and the caller gets 503 (a crash in between leaves rows the reconciler enqueues).
-  const { result, toEnqueue } = outcome;
+  const { results, toEnqueue } = outcome;
   if (toEnqueue.length) {
     try {
       await queues.commands.addBulk(toEnqueue.map((r) => ({ name: r.type, data: { commandId: r.id }, opts: { jobId: jobIds.command(r.id) } })));
@@ -102,8 +120,12 @@ export async function acceptCommands(
       throw serviceUnavailable('queue', err);
     }
   }
-  return result;
+  return results;
 }
+
+/** Accepts concurrent requests in groups (group commit): see acceptGroup and Coalescer. */
+export const commandIntake = (orm: Orm, queues: Queues) =>
+  new Coalescer<IntakeRequest, Accepted[]>((inputs) => acceptGroup(orm, queues, inputs), { concurrency: 2, maxWeight: 1000, weigh: (r) => r.commands.length });
 
 export interface CommandStatus {
   commandId: string;

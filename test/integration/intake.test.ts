@@ -6,6 +6,7 @@
  * the commands queue.
  */
 import { jobIds } from '../../src/queues/index.js';
+import { acceptGroup } from '../../src/commands/log.js';
 import { startService, TOKENS, waitFor, type Reply, type TestService } from '../helpers/harness.js';
 
 const P1 = 'p-100';
@@ -285,6 +286,55 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
       await invalid(svc, () => svc.api.post(P1, { ...cmd, commandId: 'hdr-other-1' }, TOKENS.crm, { 'idempotency-key': key }), ['commandId']);
       await refused(svc, () => svc.api.post(P1, { type: 'employee.tag', email: 'eve@acme.test' }, TOKENS.crm, { 'idempotency-key': key }), 409, 'IDEMPOTENCY_KEY_REUSED');
       expect((await svc.api.get('/v1/commands/hdr-other-1')).status).toBe(404);
+    });
+  });
+
+  describe('group commit (requests that arrive together share one transaction)', () => {
+    it('when one group holds new commands, the same new id twice, a reused id with another body and another partner\'s id, then each request gets exactly the reply it would get alone', async () => {
+      const known = await svc.api.post(P1, { type: 'employee.tag', commandId: 'gc-known', email: 'gc.known@acme.test' }, TOKENS.crm);
+      expect(known.status).toBe(202);
+      const tag = (commandId: string, email: string) => ({ type: 'employee.tag' as const, commandId, email });
+      const before = await footprint(svc);
+      const results = await acceptGroup(svc.app.ctx.orm, svc.app.ctx.queues, [
+        { partnerId: P1, tokenName: 'crm', commands: [tag('gc-a', 'gc.a@acme.test'), tag('gc-b', 'gc.b@acme.test')] },
+        { partnerId: P1, tokenName: 'crm', commands: [tag('gc-twin', 'gc.twin@acme.test')] },
+        { partnerId: P1, tokenName: 'crm', commands: [tag('gc-twin', 'gc.twin@acme.test')] },
+        { partnerId: P1, tokenName: 'crm', commands: [tag('gc-c', 'gc.c@acme.test'), tag('gc-known', 'gc.other@acme.test')] },
+        { partnerId: P2, tokenName: 'other', commands: [tag('gc-known', 'gc.known@acme.test')] },
+        { partnerId: P1, tokenName: 'crm', commands: [tag('gc-known', 'gc.known@acme.test')] },
+      ]);
+      const view = results.map((r) => (r instanceof Error ? { status: (r as any).status, code: (r as any).code } : r.map((a) => ({ id: a.commandId, created: a.created }))));
+      expect(view).toEqual([
+        [{ id: 'gc-a', created: true }, { id: 'gc-b', created: true }],
+        [{ id: 'gc-twin', created: true }],
+        [{ id: 'gc-twin', created: false }],
+        { status: 409, code: 'IDEMPOTENCY_KEY_REUSED' },
+        { status: 409, code: 'IDEMPOTENCY_KEY_REUSED' },
+        [{ id: 'gc-known', created: false }],
+      ]);
+      // gc-c belonged to a refused request: not recorded. One row and one job per created id.
+      expect(await footprint(svc)).toEqual({ commands: before.commands + 3, jobs: before.jobs! + 3 });
+      const rows = await svc.sql<{ id: string; partner_id: string; token_name: string }>(`select id, partner_id, token_name from command where id like 'gc-%' order by id`);
+      expect(rows).toEqual([
+        { id: 'gc-a', partner_id: P1, token_name: 'crm' },
+        { id: 'gc-b', partner_id: P1, token_name: 'crm' },
+        { id: 'gc-known', partner_id: P1, token_name: 'crm-sync' }, // posted over HTTP with the crm token
+        { id: 'gc-twin', partner_id: P1, token_name: 'crm' },
+      ]);
+      for (const id of ['gc-a', 'gc-b', 'gc-twin']) expect(await svc.app.ctx.queues.commands.getJob(jobIds.command(id))).toBeDefined();
+    });
+
+    it('when 40 single posts arrive at once over HTTP, one of them reusing an id with another body, then 39 are accepted once each and that one is 409', async () => {
+      const first = await svc.api.post(P1, { type: 'employee.tag', commandId: 'gc-http-known', email: 'gc.h@acme.test' }, TOKENS.crm);
+      expect(first.status).toBe(202);
+      const before = await footprint(svc);
+      const replies = await Promise.all([
+        ...Array.from({ length: 39 }, (_, i) => svc.api.post(P1, { type: 'employee.tag', commandId: `gc-http-${i}`, email: `gc.h${i}@acme.test` }, TOKENS.crm)),
+        svc.api.post(P1, { type: 'employee.tag', commandId: 'gc-http-known', email: 'gc.changed@acme.test' }, TOKENS.crm),
+      ]);
+      expect(replies.map((r) => r.status)).toEqual([...Array(39).fill(202), 409]);
+      expect(replies[39]!.body.error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+      expect(await footprint(svc)).toEqual({ commands: before.commands + 39, jobs: before.jobs! + 39 });
     });
   });
 

@@ -1,4 +1,4 @@
-import { Batcher } from '../../src/workers/batcher.js';
+import { Batcher, Coalescer } from '../../src/workers/batcher.js';
 
 describe('Batcher', () => {
   it('when calls arrive together, then one run serves them and each gets its own result in order', async () => {
@@ -31,5 +31,53 @@ describe('Batcher', () => {
     await expect(Promise.all([b.submit(1), b.submit(2)])).rejects.toThrow('boom');
     fail = false;
     await expect(b.submit(3)).resolves.toBe(3);
+  });
+});
+
+describe('Coalescer (group commit)', () => {
+  it('when a call finds a free slot, then it runs at once; calls arriving meanwhile are served together by the next run', async () => {
+    const runs: number[][] = [];
+    const gates: (() => void)[] = [];
+    const c = new Coalescer<number, number>(async (xs) => {
+      runs.push(xs);
+      await new Promise<void>((r) => gates.push(r));
+      return xs.map((x) => x + 100);
+    }, { concurrency: 1, maxWeight: 10 });
+    const first = c.submit(1);
+    const rest = [2, 3, 4].map((x) => c.submit(x));
+    expect(runs).toEqual([[1]]);
+    gates.shift()!();
+    expect(await first).toBe(101);
+    await new Promise((r) => setImmediate(r));
+    expect(runs).toEqual([[1], [2, 3, 4]]);
+    gates.shift()!();
+    expect(await Promise.all(rest)).toEqual([102, 103, 104]);
+  });
+
+  it('when results hold an Error, then only that call is rejected; when the run throws, every call of it is', async () => {
+    const c = new Coalescer<number, number>(async (xs) => {
+      if (xs.includes(0)) throw new Error('run failed');
+      return xs.map((x) => (x < 0 ? new Error(`bad ${x}`) : x));
+    }, { concurrency: 1, maxWeight: 10 });
+    const [a, b, d] = await Promise.allSettled([c.submit(5), c.submit(-1), c.submit(6)]);
+    expect(a).toEqual({ status: 'fulfilled', value: 5 });
+    expect(b).toMatchObject({ status: 'rejected', reason: new Error('bad -1') });
+    expect(d).toMatchObject({ status: 'fulfilled' });
+    await expect(c.submit(0)).rejects.toThrow('run failed');
+  });
+
+  it('when waiting calls weigh more than the maximum, then they are split into runs within it (a heavy call still runs alone)', async () => {
+    const runs: number[][] = [];
+    let release: () => void = () => undefined;
+    const blocker = new Promise<void>((r) => { release = r; });
+    const c = new Coalescer<number, number>(async (xs) => {
+      runs.push(xs);
+      if (runs.length === 1) await blocker;
+      return xs;
+    }, { concurrency: 1, maxWeight: 5, weigh: (x) => x });
+    const all = [1, 2, 2, 3, 9, 1].map((x) => c.submit(x));
+    release();
+    await Promise.all(all);
+    expect(runs).toEqual([[1], [2, 2], [3], [9], [1]]);
   });
 });

@@ -1,6 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { AppContext } from '../../context.js';
-import { acceptCommands, getCommandStatus } from '../../commands/log.js';
+import { commandIntake, getCommandStatus } from '../../commands/log.js';
 import { HttpError, isDatabaseUnavailable } from '../../commands/errors.js';
 import { adminOnlyTypes, batchSchema, idPattern, parseCommand, parseCommands, toIssues, type Command, type Issue } from '../../commands/schemas.js';
 import { addMonths, monthRange } from '../../domain/credit.js';
@@ -46,6 +46,8 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     routerOptions: { maxParamLength: 300 },
   });
   const { registry } = opts;
+  // Concurrent requests share a transaction and an addBulk (group commit); each still gets its own reply.
+  const intake = commandIntake(ctx.orm, ctx.queues);
 
   // Commands are JSON only: anything else is 415 (the text/plain default parser is removed).
   app.removeContentTypeParser('text/plain');
@@ -134,7 +136,7 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     const idem = req.headers['idempotency-key'];
     const command = readCommand(req.body, [], typeof idem === 'string' ? idem : undefined);
     checkAdminTypes(req, [command]);
-    const [accepted] = await acceptCommands(ctx.orm, ctx.queues, { partnerId, tokenName: token.name, commands: [command] });
+    const [accepted] = await intake.submit({ partnerId, tokenName: token.name, commands: [command] });
     const { created, ...body } = accepted!;
     if (created) ctx.metrics.accepted.inc({ type: body.type });
     return reply.code(created ? 202 : 200).send(body);
@@ -149,7 +151,7 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     if (!batch.ok) throw validation(batch.issues);
     const { commands } = batch;
     checkAdminTypes(req, commands);
-    const accepted = await acceptCommands(ctx.orm, ctx.queues, { partnerId, tokenName: token.name, commands });
+    const accepted = await intake.submit({ partnerId, tokenName: token.name, commands });
     const anyCreated = accepted.some((a) => a.created);
     for (const a of accepted) if (a.created) ctx.metrics.accepted.inc({ type: a.type });
     return reply.code(anyCreated ? 202 : 200).send({ commands: accepted.map(({ created: _c, ...a }) => a) });
