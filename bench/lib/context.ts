@@ -15,7 +15,7 @@ export interface Sizes {
 
 export const fullSizes: Sizes = {
   e2e: { partners: 20, clientsPerPartner: 1000, timeoutS: 480 },
-  intake: { durationS: 5, batchSize: 100, connections: 10 },
+  intake: { durationS: 5, batchSize: 100, connections: 32 },
   cascade: { accesses: 10_000, timeoutS: 120, baselineCapS: 90 },
   recalc: { partners: 1000, clientsPerPartner: 100, salesPerPartner: 300, timeoutS: 480 },
   memory: { warmupJobs: 6000, jobs: 100_000, timeoutS: 600 },
@@ -23,7 +23,7 @@ export const fullSizes: Sizes = {
 
 export const quickSizes: Sizes = {
   e2e: { partners: 4, clientsPerPartner: 250, timeoutS: 90 },
-  intake: { durationS: 2, batchSize: 100, connections: 10 },
+  intake: { durationS: 2, batchSize: 100, connections: 32 },
   cascade: { accesses: 1000, timeoutS: 30, baselineCapS: 5 },
   recalc: { partners: 50, clientsPerPartner: 100, salesPerPartner: 300, timeoutS: 60 },
   memory: { warmupJobs: 1000, jobs: 5000, timeoutS: 90 },

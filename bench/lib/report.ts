@@ -72,7 +72,8 @@ export function buildRows(res: Results): Row[] {
 
   for (const kind of ['single', 'batch'] as const) {
     const it = res.intake?.[kind].value;
-    const label = kind === 'single' ? 'intake, single endpoint' : `intake, :batch (${it?.commandsPerRequest ?? 100}/request)`;
+    const conns = it ? `, ${it.connections} connections` : '';
+    const label = kind === 'single' ? `intake, single endpoint${conns}` : `intake, :batch (${it?.commandsPerRequest ?? 100}/request${conns})`;
     if (it && e2e) {
       const ratio = it.commandsPerS / e2e.pairsPerS;
       const extra = it.non2xx || it.errors ? `; ${it.non2xx} non-2xx, ${it.errors} errors` : '';

@@ -80,6 +80,7 @@ const count = async (b: Bench, sql: string, params: unknown[] = []): Promise<num
 export interface IntakeResult {
   endpoint: 'single' | 'batch';
   commandsPerRequest: number;
+  connections: number;
   durationS: number;
   requests2xx: number;
   non2xx: number;
@@ -113,6 +114,7 @@ async function cannon(b: Bench, endpoint: 'single' | 'batch', partnerId: string)
   return {
     endpoint,
     commandsPerRequest: per,
+    connections,
     durationS: r.duration,
     requests2xx: ok,
     non2xx: r.non2xx,
