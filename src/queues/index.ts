@@ -13,7 +13,7 @@ export const QUEUES = {
   pairs: 'pairs',
   /** One job per outbox row: `{outboxId}`. */
   mail: 'mail',
-  /** Credit recalculation: the scheduled fan-out and one job per partner. */
+  /** Credit recalculation: the scheduled fan-out, one job per group of partners, and single-partner jobs. */
   credit: 'credit',
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
@@ -22,7 +22,8 @@ export interface CommandJob { commandId: string }
 export type PairJob = { commandId: string; idx: number } | PairRangeJob;
 export interface PairRangeJob { commandId: string; from: number; to: number }
 export interface MailJob { outboxId: string }
-export interface CreditJob { partnerId?: string; month?: string }
+/** `recalculate-all` `{groupSize?}`, `recalculate-partners` `{partnerIds, runId}`, `recalculate-partner` `{partnerId, isolatedFrom?}` (see workers/scheduler.ts). */
+export interface CreditJob { partnerId?: string; month?: string; partnerIds?: string[]; runId?: string; isolatedFrom?: string; groupSize?: number }
 
 /** BullMQ job ids must not contain ':' (commandIds may): '~' is outside the commandId alphabet, so this is one-to-one. */
 const safe = (id: string) => id.replaceAll(':', '~');

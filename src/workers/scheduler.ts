@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { Job, Queue } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { AppContext } from '../context.js';
-import { jobIds, type CreditJob } from '../queues/index.js';
+import { jobIds } from '../queues/index.js';
 import { recalculateCredit, recalculateCredits, type SnapshotStore } from './credit.js';
 
 export const RECALC_SCHEDULER_ID = 'credit-recalculate-daily';
@@ -15,9 +15,6 @@ export interface RecalcAllJob { groupSize?: number }
 export interface RecalcGroupJob { partnerIds: string[]; runId: string }
 /** `recalculate-partner`: one partner; `isolatedFrom` names the group job that handed it over. */
 export interface RecalcPartnerJob { partnerId: string; isolatedFrom?: string }
-
-/** The `credit` queue with every job this module adds (the queue is typed for single-partner jobs only). */
-const creditQueue = (ctx: AppContext) => ctx.queues.credit as unknown as Queue<CreditJob | RecalcAllJob | RecalcGroupJob | RecalcPartnerJob>;
 
 /**
  * Job id of one group of one run: the run and the group's members (a digest), so a replayed
@@ -70,7 +67,7 @@ async function fanOut(ctx: AppContext, job: Job): Promise<{ partners: number; gr
   for (let i = 0; i < partners.length; i += size) groups.push(partners.slice(i, i + size));
   const chunk = 200;
   for (let i = 0; i < groups.length; i += chunk) {
-    await creditQueue(ctx).addBulk(groups.slice(i, i + chunk).map((partnerIds) => ({
+    await ctx.queues.credit.addBulk(groups.slice(i, i + chunk).map((partnerIds) => ({
       name: 'recalculate-partners', data: { partnerIds, runId }, opts: { jobId: recalcGroupJobId(runId, partnerIds) },
     })));
     await job.updateProgress(Math.round((Math.min(i + chunk, groups.length) / groups.length) * 100));
@@ -94,7 +91,7 @@ async function recalculateGroup(ctx: AppContext, job: Job): Promise<{ partners: 
     isolated = [...new Set(partnerIds)];
   }
   // Throws if Redis refuses: then the group job is retried, and nothing is lost either way.
-  await creditQueue(ctx).addBulk(isolated.map((partnerId) => ({
+  await ctx.queues.credit.addBulk(isolated.map((partnerId) => ({
     name: 'recalculate-partner', data: { partnerId, isolatedFrom: String(job.id) }, opts: { jobId: jobIds.credit(partnerId, runId) },
   })));
   return { partners: stored, isolated };
