@@ -55,7 +55,12 @@ export function mailbox(value: string): { header: string; address: string } {
 }
 
 /** Base64 in lines of 76 characters. */
-const base64Lines = (s: string) => Buffer.from(s).toString('base64').replace(/.{76}(?=.)/g, `$&${CRLF}`);
+function base64Lines(s: string): string {
+  const b64 = Buffer.from(s).toString('base64');
+  const lines: string[] = [];
+  for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76));
+  return lines.join(CRLF);
+}
 
 /** RFC 5322 date in UTC: `Sun, 22 Nov 2026 22:40:31 +0000`. */
 const rfcDate = (d: Date) => d.toUTCString().replace(/GMT$/, '+0000');

@@ -92,7 +92,8 @@ async function sendRow(ctx: AppContext, transport: Transporter, row: OutboxRow):
     from: ctx.config.mailFrom, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, date: new Date(),
     headers: { 'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16) },
   });
-  await transport.sendMail({ envelope: { from: mailbox(ctx.config.mailFrom).address, to: [mailbox(to).address] }, raw });
+  // messageId only spares nodemailer generating one for its (unused) root node: the raw message is sent as is.
+  await transport.sendMail({ envelope: { from: mailbox(ctx.config.mailFrom).address, to: [mailbox(to).address] }, raw, messageId });
   return messageId;
 }
 
