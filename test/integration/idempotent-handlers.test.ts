@@ -2,7 +2,7 @@ import type { Job } from 'bullmq';
 import { startService, TOKENS, waitFor, type TestService } from '../helpers/harness.js';
 import { parseCommand, type Command } from '../../src/commands/schemas.js';
 import { handlers, type HandlerEnv, type HandlerResult } from '../../src/workers/handlers.js';
-import { processPairJob } from '../../src/workers/pairs.js';
+import { processPairJob, splitPairRange } from '../../src/workers/pairs.js';
 
 /**
  * "An idempotent worker": every handler, the pair job and the command job can run twice on the
@@ -261,6 +261,56 @@ describe('an idempotent worker', () => {
       expect(await svc.sql('select count(*)::int as n from grant_token where hub_id = ?', [hub])).toEqual([{ n: 1 }]);
       expect(await svc.sql(`select count(*)::int as n from outbox where payload->>'hubId' = ?`, [hub])).toEqual([{ n: 1 }]);
       expect(svc.smtp.messages.filter((m) => m.to.includes(contactOf(hub)))).toHaveLength(1);
+    });
+
+    it('when a range job used up its attempts, then each open pair of the range gets a job of its own and is applied there once', async () => {
+      const hubs = ['pj-s1', 'pj-s2', 'pj-s3'];
+      const email = 'pjs.emp@agency.test';
+      await apply('p-100', { type: 'employee.tag', email });
+      for (const hub of hubs) await apply('p-100', { type: 'client.upsert', hubId: hub, name: hub, contactEmail: contactOf(hub) });
+      const pairs = svc.app.ctx.queues.pairs;
+      await pairs.pause();
+      let commandId = '';
+      try {
+        const r = await svc.api.post('p-100', { type: 'access.assign', clientHubIds: hubs, employeeEmails: [email] }, TOKENS.admin);
+        expect(r.status).toBe(202);
+        commandId = r.body.commandId;
+        await waitFor(async () => (await svc.sql('select 1 from command_item where command_id = ?', [commandId])).length === 3, { what: 'the fan-out' });
+        await splitPairRange(svc.app.ctx, 'access.assign', { commandId, from: 0, to: 3 });
+        const own = await Promise.all([0, 1, 2].map((idx) => pairs.getJob(`p.${commandId.replaceAll(':', '~')}.${idx}`)));
+        expect(own.map((j) => j?.data)).toEqual([0, 1, 2].map((idx) => ({ commandId, idx })));
+      } finally {
+        await pairs.resume();
+      }
+      await settle();
+      expect((await svc.api.waitCommand(commandId)).state).toBe('completed');
+      expect(await svc.sql('select idx, state, outcome, attempts from command_item where command_id = ? order by idx', [commandId]))
+        .toEqual([0, 1, 2].map((idx) => ({ idx, state: 'completed', outcome: 'pending', attempts: 1 })));
+      for (const hub of hubs) expect(svc.smtp.messages.filter((m) => m.to.includes(contactOf(hub)))).toHaveLength(1);
+    });
+
+    it('when a range job is taken over from a worker that died before sending its emails, then their claims are released to mail jobs; a first run leaves them alone', async () => {
+      const [hub, email] = ['pj-r1', 'pjr.emp@agency.test'];
+      await apply('p-100', { type: 'employee.tag', email });
+      await apply('p-100', { type: 'client.upsert', hubId: hub, name: hub, contactEmail: contactOf(hub) });
+      const st = await apply('p-100', { type: 'access.assign', clientHubIds: [hub], employeeEmails: [email] });
+      await settle();
+      const [row] = await svc.sql<{ id: string }>(`select id from outbox where payload->>'hubId' = ?`, [hub]);
+      const id = String(row!.id);
+      // The state a crash between the commit and the send leaves: the row pending and claimed.
+      await svc.sql(`update outbox set state = 'pending', sent_at = null, message_id = null, claimed_until = now() + interval '1 hour' where id = ?`, [id]);
+      const range = { commandId: st.commandId, from: 0, to: 1 };
+
+      expect(await processPairJob(svc.app.ctx, range, undefined, 'access.assign', undefined, false)).toEqual({ pairs: 0 });
+      expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeUndefined();
+      expect(await svc.sql('select state, claimed_until is not null as claimed from outbox where id = ?', [id])).toEqual([{ state: 'pending', claimed: true }]);
+
+      const before = svc.smtp.messages.length;
+      await processPairJob(svc.app.ctx, range, undefined, 'access.assign', undefined, true);
+      expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeDefined();
+      await settle();
+      expect(await svc.sql('select state, claimed_until from outbox where id = ?', [id])).toEqual([{ state: 'sent', claimed_until: null }]);
+      expect(svc.smtp.messages.length).toBe(before + 1);
     });
   });
 
