@@ -25,6 +25,9 @@ export interface RunningWorkers {
   close(timeoutMs: number): Promise<void>;
 }
 
+/** SMTP connections (and sends at once) for the grant emails pair jobs send themselves. */
+const INLINE_MAIL_CONNECTIONS = 8;
+
 const isFinalFailure = (job: Job, err: Error) => err instanceof UnrecoverableError || err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
 
 async function recordExhausted(ctx: AppContext, queue: QueueName, job: Job, err: Error): Promise<void> {
@@ -45,7 +48,9 @@ async function recordExhausted(ctx: AppContext, queue: QueueName, job: Job, err:
 /** Starts one BullMQ worker per queue, plus the reconciler, against the shared Redis and Postgres. */
 export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningWorkers {
   const transport = createTransport(ctx.config.smtpUrl);
-  const inlineMail = new InlineMail(ctx, transport, 16, hooks.onEmailsSent);
+  // Grant emails sent by the pair jobs get a pool of their own: a send that starts has a connection.
+  const inlineTransport = createTransport(ctx.config.smtpUrl, { maxConnections: INLINE_MAIL_CONNECTIONS });
+  const inlineMail = new InlineMail(ctx, inlineTransport, INLINE_MAIL_CONNECTIONS, hooks.onEmailsSent);
   const pairs = pairBatcher(ctx, ctx.config.pairBatchSize, inlineMail);
   const outboxRows = outboxLoader(ctx, ctx.config.pairBatchSize);
   const sentRows = sentMarker(ctx, ctx.config.pairBatchSize);
@@ -109,6 +114,7 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
         await Promise.all(workers.map((w) => w.close(true)));
       }
       transport.close();
+      inlineTransport.close();
     },
   };
 }

@@ -130,8 +130,12 @@ export async function processMailJob(ctx: AppContext, transport: Transporter, da
 
 /** How long rows sent right after their commit stay claimed by that worker: the reconciler leaves them alone meanwhile. */
 export const INLINE_CLAIM_MS = 120_000;
-/** An email whose send has not started this long after its commit goes to a mail job instead (well inside the claim). */
-const INLINE_START_DEADLINE_MS = 20_000;
+/**
+ * An email whose send has not started this long after its commit goes to a mail job instead. Kept
+ * well inside the claim, and below the job lock: a range job is only taken over (and its claims
+ * released, see releaseClaims) after its lock lapsed, by which time its worker starts no more sends.
+ */
+export const inlineStartDeadlineMs = (jobLockMs: number) => Math.min(20_000, Math.floor(jobLockMs / 3));
 /** After a transient SMTP failure, new emails go through mail jobs (with their backoff) for this long. */
 const INLINE_PAUSE_MS = 15_000;
 
@@ -141,14 +145,20 @@ const INLINE_PAUSE_MS = 15_000;
  * does not hand them to a second sender unless this worker dies. Whatever is not sent here goes
  * to an ordinary mail job: a transient failure (recorded on the row, retried after the first
  * backoff, and inline sending pauses), a 5xx (the row is failed; the job shows the failure), or a
- * send that could not start in time. At most `maxInFlight` sends at once per process.
+ * send that could not start in time. At most `maxInFlight` sends at once per process, on a
+ * transport of its own with as many connections, so a send that starts gets a connection at once.
  */
 export class InlineMail {
   private pausedUntil = 0;
   private inFlight = 0;
   private readonly waiting: (() => void)[] = [];
 
-  constructor(private readonly ctx: AppContext, private readonly transport: Transporter, private readonly maxInFlight: number, private readonly onSent?: (n: number) => void) {}
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly transport: Transporter,
+    private readonly maxInFlight: number,
+    private readonly onSent?: (n: number) => void,
+  ) {}
 
   /** Whether rows committed now should be claimed and sent right after the commit (else: mail jobs). */
   get active(): boolean {
@@ -157,27 +167,32 @@ export class InlineMail {
 
   async deliver(outboxIds: string[], committedAt: number): Promise<void> {
     if (!outboxIds.length) return;
+    const sent = new Set<string>();
     try {
-      await this.send(outboxIds, committedAt);
+      await this.send(outboxIds, committedAt, sent);
     } catch (err) {
-      this.ctx.logger.warn({ err, outboxIds }, 'inline email delivery failed; handing the rows to mail jobs');
-      await enqueueMail(this.ctx, outboxIds);
+      // Rows already sent stay claimed (if they could not be marked, the reconciler sends them
+      // again once the claim runs out, same Message-ID); the others go to mail jobs now.
+      this.ctx.logger.warn({ err, outboxIds }, 'inline email delivery failed; handing the unsent rows to mail jobs');
+      await enqueueMail(this.ctx, outboxIds.filter((id) => !sent.has(id)));
     }
   }
 
-  private async send(outboxIds: string[], committedAt: number): Promise<void> {
+  private async send(outboxIds: string[], committedAt: number, sentIds: Set<string>): Promise<void> {
     const rows = await this.ctx.orm.em.fork().execute<OutboxRow[]>(selectRow, [JSON.stringify(outboxIds)]);
+    const deadline = committedAt + inlineStartDeadlineMs(this.ctx.config.jobLockMs);
     const sent: { id: string; messageId: string }[] = [];
     const handOver: { id: string; state: 'pending' | 'failed'; error: { code: string; message: string } | null; tried: number; delayMs: number }[] = [];
     await Promise.all(rows.filter((r) => r.state === 'pending').map(async (row) => {
       await this.acquire();
       try {
-        if (!this.active || Date.now() - committedAt > INLINE_START_DEADLINE_MS) {
+        if (!this.active || Date.now() > deadline) {
           handOver.push({ id: String(row.id), state: 'pending', error: null, tried: 0, delayMs: 0 });
           return;
         }
         try {
           sent.push({ id: String(row.id), messageId: await sendRow(this.ctx, this.transport, row) });
+          sentIds.add(String(row.id));
         } catch (err) {
           const f = classify(err);
           if (f.kind === 'transient') {
@@ -191,7 +206,8 @@ export class InlineMail {
         this.release();
       }
     }));
-    await markSent(this.ctx, sent);
+    // Marking is idempotent: a database blip here is retried rather than resending what was sent.
+    await withRetries(() => markSent(this.ctx, sent), 3, 250);
     if (sent.length) this.onSent?.(sent.length);
     if (!handOver.length) return;
     await this.ctx.orm.em.fork().execute(
@@ -216,5 +232,16 @@ export class InlineMail {
     const next = this.waiting.shift();
     if (next) next();
     else this.inFlight--;
+  }
+}
+
+async function withRetries<T>(fn: () => Promise<T>, attempts: number, delayMs: number): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, delayMs * i));
+    }
   }
 }

@@ -8,7 +8,7 @@ import { wakeNext, type LoadedCommand } from './commands.js';
 import { toUnrecoverable } from './failures.js';
 import { enqueueMail } from './outbox.js';
 import { Batcher } from './batcher.js';
-import { INLINE_CLAIM_MS, type InlineMail } from './mail.js';
+import { INLINE_CLAIM_MS, inlineStartDeadlineMs, type InlineMail } from './mail.js';
 
 /** The range of `size` pairs (of a command of `total`) that holds pair `idx`: `[from, to)`. */
 export function rangeOf(idx: number, total: number, size: number): { from: number; to: number } {
@@ -76,17 +76,20 @@ export async function processPairRange(ctx: AppContext, type: string, d: { comma
 }
 
 /**
- * A range job taken over from a worker that died (its lock expired) or retried: the emails that worker
- * committed and had claimed but not sent go to mail jobs now rather than when their claim expires.
+ * A range job taken over from a worker that died (its lock lapsed) or retried: the emails that
+ * worker committed and claimed but did not send go to mail jobs now rather than when their claim
+ * runs out. Only rows whose inline start deadline has passed: that worker starts no send for them
+ * any more, even if it is alive and merely lost its lock.
  */
 async function releaseClaims(ctx: AppContext, d: { commandId: string; from: number; to: number }): Promise<void> {
   const rows = await ctx.orm.em.fork().execute<{ id: string }[]>(
     `update outbox o set claimed_until = null
        from command_item i
       where i.command_id = ? and i.idx >= ? and i.idx < ? and i.state = 'completed'
-        and o.notification_key = ${PENDING_KEY_SQL} and o.state = 'pending' and o.claimed_until is not null
+        and o.notification_key = ${PENDING_KEY_SQL} and o.state = 'pending'
+        and o.claimed_until < now() + make_interval(secs => ?)
       returning o.id`,
-    [d.commandId, d.from, d.to],
+    [d.commandId, d.from, d.to, (INLINE_CLAIM_MS - inlineStartDeadlineMs(ctx.config.jobLockMs)) / 1000],
   );
   await enqueueMail(ctx, rows.map((r) => String(r.id)));
 }

@@ -3,6 +3,7 @@ import { startService, TOKENS, waitFor, type TestService } from '../helpers/harn
 import { parseCommand, type Command } from '../../src/commands/schemas.js';
 import { handlers, type HandlerEnv, type HandlerResult } from '../../src/workers/handlers.js';
 import { processPairJob, splitPairRange } from '../../src/workers/pairs.js';
+import { INLINE_CLAIM_MS } from '../../src/workers/mail.js';
 
 /**
  * "An idempotent worker": every handler, the pair job and the command job can run twice on the
@@ -279,17 +280,23 @@ describe('an idempotent worker', () => {
         await splitPairRange(svc.app.ctx, 'access.assign', { commandId, from: 0, to: 3 });
         const own = await Promise.all([0, 1, 2].map((idx) => pairs.getJob(`p.${commandId.replaceAll(':', '~')}.${idx}`)));
         expect(own.map((j) => j?.data)).toEqual([0, 1, 2].map((idx) => ({ commandId, idx })));
+        // The exhausted range job is out of the way (as a failed job would be): only the pairs' own jobs apply them.
+        await (await pairs.getJob(pairRangeJobId(commandId, 0, 3)))!.remove();
       } finally {
         await pairs.resume();
       }
       await settle();
+      for (const idx of [0, 1, 2]) {
+        const job = (await pairs.getJob(`p.${commandId.replaceAll(':', '~')}.${idx}`))!;
+        expect({ idx, state: await job.getState(), value: job.returnvalue }).toEqual({ idx, state: 'completed', value: { outcome: 'pending' } });
+      }
       expect((await svc.api.waitCommand(commandId)).state).toBe('completed');
       expect(await svc.sql('select idx, state, outcome, attempts from command_item where command_id = ? order by idx', [commandId]))
         .toEqual([0, 1, 2].map((idx) => ({ idx, state: 'completed', outcome: 'pending', attempts: 1 })));
       for (const hub of hubs) expect(svc.smtp.messages.filter((m) => m.to.includes(contactOf(hub)))).toHaveLength(1);
     });
 
-    it('when a range job is taken over from a worker that died before sending its emails, then their claims are released to mail jobs; a first run leaves them alone', async () => {
+    it('when a range job is taken over from a worker that died before sending its emails, then claims past their start deadline are released to mail jobs; a first run, or a claim just taken, is left alone', async () => {
       const [hub, email] = ['pj-r1', 'pjr.emp@agency.test'];
       await apply('p-100', { type: 'employee.tag', email });
       await apply('p-100', { type: 'client.upsert', hubId: hub, name: hub, contactEmail: contactOf(hub) });
@@ -297,13 +304,23 @@ describe('an idempotent worker', () => {
       await settle();
       const [row] = await svc.sql<{ id: string }>(`select id from outbox where payload->>'hubId' = ?`, [hub]);
       const id = String(row!.id);
-      // The state a crash between the commit and the send leaves: the row pending and claimed.
-      await svc.sql(`update outbox set state = 'pending', sent_at = null, message_id = null, claimed_until = now() + interval '1 hour' where id = ?`, [id]);
       const range = { commandId: st.commandId, from: 0, to: 1 };
+      const claimedAgo = (seconds: number) => svc.sql(
+        `update outbox set state = 'pending', sent_at = null, message_id = null, claimed_until = now() + make_interval(secs => ?) where id = ?`,
+        [(INLINE_CLAIM_MS / 1000) - seconds, id]);
+      const stillClaimed = async () => expect(await svc.sql('select state, claimed_until is not null as claimed from outbox where id = ?', [id])).toEqual([{ state: 'pending', claimed: true }]);
 
+      // Just committed: its worker may still be sending it, even if it lost its lock.
+      await claimedAgo(0);
+      await processPairJob(svc.app.ctx, range, undefined, 'access.assign', undefined, true);
+      expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeUndefined();
+      await stillClaimed();
+
+      // Committed 30 s ago and never sent (a crash between the commit and the send): a first run leaves it.
+      await claimedAgo(30);
       expect(await processPairJob(svc.app.ctx, range, undefined, 'access.assign', undefined, false)).toEqual({ pairs: 0 });
       expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeUndefined();
-      expect(await svc.sql('select state, claimed_until is not null as claimed from outbox where id = ?', [id])).toEqual([{ state: 'pending', claimed: true }]);
+      await stillClaimed();
 
       const before = svc.smtp.messages.length;
       await processPairJob(svc.app.ctx, range, undefined, 'access.assign', undefined, true);
