@@ -3,14 +3,14 @@ import { Migrator } from '@mikro-orm/migrations';
 import pg from 'pg';
 import { entities } from './entities.js';
 import { Migration20261122000001Initial } from './migrations/Migration20261122000001_initial.js';
-import { Migration20261123000001OutboxClaim } from './migrations/Migration20261123000001_outbox_claim.js';
+import { Migration20261123000001PairRanges } from './migrations/Migration20261123000001_pair_ranges.js';
 
 export type Em = EntityManager;
 export type Orm = MikroORM;
 
 export const migrationsList = [
   { name: 'Migration20261122000001_initial', class: Migration20261122000001Initial },
-  { name: 'Migration20261123000001_outbox_claim', class: Migration20261123000001OutboxClaim },
+  { name: 'Migration20261123000001_pair_ranges', class: Migration20261123000001PairRanges },
 ];
 
 /** The MikroORM options for a database URL (also used by the CLI config). */

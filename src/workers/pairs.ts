@@ -18,14 +18,14 @@ export function rangeOf(idx: number, total: number, size: number): { from: numbe
 
 /**
  * Writes the command's items (client × employee, in order) once, then enqueues one `pairs` job per
- * range of PAIR_BATCH_SIZE items that still has open ones. Idempotent: items are inserted with
+ * range of PAIR_BATCH_SIZE items (as stored on the command) that still has open ones. Idempotent: items are inserted with
  * ON CONFLICT DO NOTHING and job ids are deterministic, so a replay (or the reconciler) only
  * re-adds what is missing.
  */
 export async function fanOutPairs(ctx: AppContext, em: Em, cmd: LoadedCommand): Promise<{ pairs: number }> {
   const c = cmd.command as { clientHubIds: string[]; employeeEmails: string[] };
   const pairs = c.clientHubIds.flatMap((h) => c.employeeEmails.map((e) => [h, e]));
-  const open = await em.transactional(async (tx) => {
+  const { open, size } = await em.transactional(async (tx) => {
     await tx.execute('select 1 from command where id = ? for update', [cmd.id]);
     await tx.execute(
       `insert into command_item (command_id, idx, hub_id, email)
@@ -33,10 +33,17 @@ export async function fanOutPairs(ctx: AppContext, em: Em, cmd: LoadedCommand): 
        on conflict do nothing`,
       [cmd.id, JSON.stringify(pairs)],
     );
-    await tx.execute(`update command set items_total = ? where id = ? and items_total = 0`, [pairs.length, cmd.id]);
-    return tx.execute<{ idx: number }[]>(`select idx from command_item where command_id = ? and state in ('waiting', 'active') order by idx`, [cmd.id]);
+    // The range size is fixed at the first fan-out: a replay, or the reconciler, finds the same range jobs.
+    const [c] = await tx.execute<{ range_size: number }[]>(
+      `update command set items_total = case when items_total = 0 then ? else items_total end,
+              range_size = case when range_size = 0 then ? else range_size end
+        where id = ? returning range_size`,
+      [pairs.length, ctx.config.pairBatchSize, cmd.id],
+    );
+    const items = await tx.execute<{ idx: number }[]>(`select idx from command_item where command_id = ? and state in ('waiting', 'active') order by idx`, [cmd.id]);
+    return { open: items, size: c!.range_size };
   });
-  const ranges = new Map(open.map(({ idx }) => { const r = rangeOf(idx, pairs.length, ctx.config.pairBatchSize); return [r.from, r] as const; }));
+  const ranges = new Map(open.map(({ idx }) => { const r = rangeOf(idx, pairs.length, size); return [r.from, r] as const; }));
   if (ranges.size) {
     await ctx.queues.pairs.addBulk([...ranges.values()].map(({ from, to }) => ({ name: cmd.type, data: { commandId: cmd.id, from, to }, opts: { jobId: jobIds.pairRange(cmd.id, from, to) } })));
   }
@@ -133,7 +140,7 @@ export async function finalizeIfDone(ctx: Pick<AppContext, 'orm' | 'queues'>, co
 }
 
 /** A pair job that used up its attempts on transient errors: the item fails with INTERNAL_ERROR so the command can finish. */
-export async function failPairFinally(ctx: AppContext, data: unknown, message: string): Promise<void> {
+export async function failPairFinally(ctx: Pick<AppContext, 'orm' | 'queues'>, data: unknown, message: string): Promise<void> {
   const d = data as { commandId?: string; idx?: number };
   if (typeof d.commandId !== 'string' || typeof d.idx !== 'number') return;
   const commandId = d.commandId;

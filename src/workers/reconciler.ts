@@ -3,7 +3,23 @@ import type { Redis } from 'ioredis';
 import type { AppContext } from '../context.js';
 import { pairTypes, type CommandType } from '../commands/schemas.js';
 import { jobIds } from '../queues/index.js';
-import { finalizeIfDone, rangeOf } from './pairs.js';
+import { failPairFinally, finalizeIfDone, rangeOf } from './pairs.js';
+
+type JobPresence = { state: 'missing' } | { state: 'live' } | { state: 'finished'; failedReason: string | null };
+
+/** Whether each job exists, and if so whether it has finished (one pipelined round trip). */
+async function jobPresence(redis: Redis, queue: Queue, ids: string[]): Promise<Map<string, JobPresence>> {
+  const unique = [...new Set(ids)];
+  if (!unique.length) return new Map();
+  const pipeline = redis.pipeline();
+  for (const id of unique) pipeline.hmget(queue.toKey(id), 'timestamp', 'finishedOn', 'failedReason');
+  const res = (await pipeline.exec()) ?? [];
+  return new Map(unique.map((id, i) => {
+    const [timestamp, finishedOn, failedReason] = (res[i]?.[1] ?? []) as (string | null)[];
+    const p: JobPresence = !timestamp ? { state: 'missing' } : finishedOn ? { state: 'finished', failedReason: failedReason ?? null } : { state: 'live' };
+    return [id, p];
+  }));
+}
 
 /** Which of these job ids have no job in Redis (one pipelined round trip). */
 async function missingJobs(redis: Redis, queue: Queue, ids: string[]): Promise<Set<string>> {
@@ -31,8 +47,8 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
   const whole = commands.filter((c) => !(pairTypes.has(c.type) && c.items_total > 0));
   const fannedOut = commands.filter((c) => pairTypes.has(c.type) && c.items_total > 0).map((c) => c.id);
   const items = fannedOut.length
-    ? await em.execute<{ command_id: string; idx: number; type: string; items_total: number }[]>(
-        `select i.command_id, i.idx, c.type, c.items_total from command_item i join command c on c.id = i.command_id
+    ? await em.execute<{ command_id: string; idx: number; type: string; items_total: number; range_size: number }[]>(
+        `select i.command_id, i.idx, c.type, c.items_total, c.range_size from command_item i join command c on c.id = i.command_id
           where i.command_id in (select jsonb_array_elements_text(?::jsonb)) and i.state in ('waiting', 'active') limit ?`,
         [JSON.stringify(fannedOut), limit * 10],
       )
@@ -47,20 +63,37 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
   for (const id of fannedOut) if (!openCommands.has(id)) await finalizeIfDone(ctx, id);
   const q = ctx.queues;
   const missC = await missingJobs(q.connection, q.commands, whole.map((c) => jobIds.command(c.id)));
-  // An open pair is covered by its range job or by its own job; a lost one gets its range job back.
-  const ranged = items.map((i) => ({ ...i, ...rangeOf(i.idx, i.items_total, ctx.config.pairBatchSize) }));
+  // An open pair is covered while its own job or its range job is waiting, active or delayed. A
+  // pair whose own job failed without settling it is failed now; one whose range job finished
+  // without settling it (a failed hand-over, an old worker) gets its own job; a pair with neither
+  // job (Redis lost them) gets its range job back.
+  const ranged = items.map((i) => ({ ...i, ...rangeOf(i.idx, i.items_total, i.range_size || ctx.config.pairBatchSize) }));
   const rangeId = (i: (typeof ranged)[number]) => jobIds.pairRange(i.command_id, i.from, i.to);
-  const missR = await missingJobs(q.connection, q.pairs, [...new Set(ranged.map(rangeId))]);
-  const missP = await missingJobs(q.connection, q.pairs, ranged.filter((i) => missR.has(rangeId(i))).map((i) => jobIds.pair(i.command_id, i.idx)));
+  const ownId = (i: (typeof ranged)[number]) => jobIds.pair(i.command_id, i.idx);
+  const ranges = await jobPresence(q.connection, q.pairs, ranged.map(rangeId));
+  const owns = await jobPresence(q.connection, q.pairs, ranged.map(ownId));
+  const addAlone: typeof ranged = [];
+  const addR = new Map<string, (typeof ranged)[number]>();
+  for (const i of ranged) {
+    const own = owns.get(ownId(i))!;
+    const range = ranges.get(rangeId(i))!;
+    if (own.state === 'live' || (own.state === 'missing' && range.state === 'live')) continue;
+    if (own.state === 'finished') {
+      await failPairFinally(ctx, { commandId: i.command_id, idx: i.idx }, own.failedReason ?? 'its job finished without settling the pair');
+    } else if (range.state === 'finished') {
+      addAlone.push(i);
+    } else {
+      addR.set(rangeId(i), i);
+    }
+  }
   const missM = await missingJobs(q.connection, q.mail, outbox.map((o) => jobIds.mail(o.id)));
   const addC = whole.filter((c) => missC.has(jobIds.command(c.id)));
-  const addP = ranged.filter((i) => missP.has(jobIds.pair(i.command_id, i.idx)));
-  const addR = new Map(addP.map((i) => [rangeId(i), i]));
   const addM = outbox.filter((o) => missM.has(jobIds.mail(o.id)));
   if (addC.length) await q.commands.addBulk(addC.map((c) => ({ name: c.type, data: { commandId: c.id }, opts: { jobId: jobIds.command(c.id) } })));
   if (addR.size) await q.pairs.addBulk([...addR].map(([jobId, i]) => ({ name: i.type, data: { commandId: i.command_id, from: i.from, to: i.to }, opts: { jobId } })));
+  if (addAlone.length) await q.pairs.addBulk(addAlone.map((i) => ({ name: i.type, data: { commandId: i.command_id, idx: i.idx }, opts: { jobId: ownId(i) } })));
   if (addM.length) await q.mail.addBulk(addM.map((o) => ({ name: 'send', data: { outboxId: String(o.id) }, opts: { jobId: jobIds.mail(o.id) } })));
-  const report = { commands: addC.length, pairs: addP.length, mail: addM.length };
+  const report = { commands: addC.length, pairs: addR.size + addAlone.length, mail: addM.length };
   if (report.commands + report.pairs + report.mail > 0) ctx.logger.warn(report, 'reconciler re-enqueued lost jobs');
   return report;
 }

@@ -296,6 +296,31 @@ describe('an idempotent worker', () => {
       for (const hub of hubs) expect(svc.smtp.messages.filter((m) => m.to.includes(contactOf(hub)))).toHaveLength(1);
     });
 
+    it('when a range job failed without settling its pairs (as an older worker that cannot read it would), then the reconciler gives each open pair its own job and the command completes', async () => {
+      const hubs = ['pj-f1', 'pj-f2'];
+      const email = 'pjf.emp@agency.test';
+      await apply('p-100', { type: 'employee.tag', email });
+      for (const hub of hubs) await apply('p-100', { type: 'client.upsert', hubId: hub, name: hub, contactEmail: contactOf(hub) });
+      const pairs = svc.app.ctx.queues.pairs;
+      await pairs.pause();
+      let commandId = '';
+      try {
+        const r = await svc.api.post('p-100', { type: 'access.assign', clientHubIds: hubs, employeeEmails: [email] }, TOKENS.admin);
+        commandId = r.body.commandId;
+        await waitFor(async () => (await pairs.getJob(pairRangeJobId(commandId, 0, 2))) !== undefined, { what: 'the range job' });
+        // The range job's id now holds a job that fails at once without touching the pairs.
+        await (await pairs.getJob(pairRangeJobId(commandId, 0, 2)))!.remove();
+        await pairs.add('access.assign', { commandId, from: 'unreadable' } as never, { jobId: pairRangeJobId(commandId, 0, 2) });
+      } finally {
+        await pairs.resume();
+      }
+      await waitFor(async () => (await (await pairs.getJob(pairRangeJobId(commandId, 0, 2)))!.getState()) === 'failed', { what: 'the unreadable range job to fail' });
+      await settle();
+      expect((await svc.api.waitCommand(commandId)).state).toBe('completed');
+      for (const idx of [0, 1]) expect(await (await pairs.getJob(`p.${commandId.replaceAll(':', '~')}.${idx}`))!.getState()).toBe('completed');
+      for (const hub of hubs) expect(svc.smtp.messages.filter((m) => m.to.includes(contactOf(hub)))).toHaveLength(1);
+    });
+
     it('when a range job is taken over from a worker that died before sending its emails, then claims past their start deadline are released to mail jobs; a first run, or a claim just taken, is left alone', async () => {
       const [hub, email] = ['pj-r1', 'pjr.emp@agency.test'];
       await apply('p-100', { type: 'employee.tag', email });
