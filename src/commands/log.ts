@@ -3,7 +3,7 @@ import type { Em, Orm } from '../db/orm.js';
 import type { Queues } from '../queues/index.js';
 import { jobIds } from '../queues/index.js';
 import { HttpError, isDatabaseUnavailable, serviceUnavailable } from './errors.js';
-import { Coalescer } from '../workers/batcher.js';
+import { Coalescer } from '../lib/batcher.js';
 import { canonicalBody, pairTypes, type Command, type CommandType } from './schemas.js';
 
 export type CommandState = 'waiting' | 'active' | 'completed' | 'failed';
@@ -56,13 +56,14 @@ const toRow = (input: IntakeRequest, c: Command): Row => {
  * other: a 409 of one request never touches the others (the group is then retried request by
  * request), and a 503 (database or queue unavailable) is thrown for all.
  */
-export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeRequest[]): Promise<(Accepted[] | HttpError)[]> {
+export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeRequest[]): Promise<(Accepted[] | Error)[]> {
   const rowsOf = inputs.map((input) => input.commands.map((c) => toRow(input, c)));
   const rows = rowsOf.flat();
   let outcome: { results: Accepted[][]; toEnqueue: Row[] };
   const em0 = orm.em.fork();
   try {
     outcome = await em0.transactional(async (em) => {
+      // Rows are inserted in arrival order: `seq`, each partner's order of application, follows it.
       const inserted = await em.execute<{ id: string }[]>(
         `insert into command (id, partner_id, type, payload, body_hash, issued_at, token_name, enqueued_at)
          select t.id, t.partner_id, t.type, t.payload, t.body_hash, t.issued_at, t.token_name, now()
@@ -103,7 +104,12 @@ export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeReques
       return { results, toEnqueue };
     });
   } catch (err) {
-    if (err instanceof GroupConflict) return Promise.all(inputs.map(async (input) => (await acceptGroup(orm, queues, [input]))[0]!));
+    if (err instanceof GroupConflict) {
+      // One by one, as if they had come alone: each gets its own reply, a 503 included.
+      const each: (Accepted[] | Error)[] = [];
+      for (const input of inputs) each.push(await acceptGroup(orm, queues, [input]).then((r) => r[0]!, (e: unknown) => e as Error));
+      return each;
+    }
     if (err instanceof HttpError && inputs.length === 1) return [err];
     if (isDatabaseUnavailable(err)) throw serviceUnavailable('database', err);
     throw err;

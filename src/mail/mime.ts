@@ -38,9 +38,10 @@ export function encodeWords(value: string): string {
   return words.map((w) => `=?UTF-8?B?${Buffer.from(w).toString('base64')}?=`).join(`${CRLF} `);
 }
 
-/** A header value: as is when it is short printable ASCII, else encoded words. */
-function headerText(value: string): string {
-  return isPlainAscii(value) && value.length <= 900 && !/=\?/.test(value) ? value : encodeWords(value);
+/** A header line: the value as is when it is printable ASCII and the line fits in 78 characters, else encoded words. */
+function header(name: string, value: string): string {
+  const plain = isPlainAscii(value) && name.length + 2 + value.length <= 78 && !value.includes('=?');
+  return `${name}: ${plain ? value : encodeWords(value)}`;
 }
 
 /** `Name <address>`: the display name quoted or encoded as needed; a bare address stays bare. */
@@ -48,7 +49,7 @@ export function mailbox(value: string): { header: string; address: string } {
   const m = /^\s*(.*?)\s*<([^<>\s]+)>\s*$/.exec(value);
   if (!m) return { header: value.trim(), address: value.trim() };
   const [, name = '', address = ''] = m;
-  const display = name.replace(/^"(.*)"$/, '$1');
+  const display = /^".*"$/.test(name) ? name.slice(1, -1).replace(/\\(.)/g, '$1') : name;
   if (!display) return { header: `<${address}>`, address };
   const quoted = isPlainAscii(display) ? (/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+$/.test(display) ? display : `"${display.replace(/(["\\])/g, '\\$1')}"`) : encodeWords(display);
   return { header: `${quoted} <${address}>`, address };
@@ -68,13 +69,13 @@ const rfcDate = (d: Date) => d.toUTCString().replace(/GMT$/, '+0000');
 export function composeMime(m: MimeMessage): string {
   // A boundary that cannot occur in base64 bodies ("=_" is outside base64), fixed per message.
   const boundary = `=_pap_${createHash('sha256').update(m.messageId).digest('hex').slice(0, 24)}`;
-  const extra = Object.entries(m.headers ?? {}).map(([k, v]) => `${k}: ${headerText(v)}`);
+  const extra = Object.entries(m.headers ?? {}).map(([k, v]) => header(k, v));
   const part = (type: string, body: string) =>
     [`--${boundary}`, `Content-Type: ${type}; charset=utf-8`, 'Content-Transfer-Encoding: base64', '', base64Lines(body)].join(CRLF);
   return [
     `From: ${mailbox(m.from).header}`,
     `To: ${mailbox(m.to).header}`,
-    `Subject: ${headerText(m.subject)}`,
+    header('Subject', m.subject),
     `Date: ${rfcDate(m.date)}`,
     `Message-ID: ${m.messageId}`,
     ...extra,

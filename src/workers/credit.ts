@@ -102,12 +102,12 @@ export function computeCreditSnapshot(facts: CreditFacts, opts: { now: Date; mon
  * snapshot the dashboard reads: one read, one write. Running it twice, late or concurrently gives
  * the same numbers. A month other than the current one is computed and returned, not stored.
  */
-export async function recalculateCredit(em: Em, partnerId: string, opts: { now: Date; month?: string; renewalAlertDays: number; store?: SnapshotStore }): Promise<CreditSnapshot> {
+export async function recalculateCredit(em: Em, partnerId: string, opts: { now: Date; month?: string; renewalAlertDays: number }): Promise<CreditSnapshot> {
   const month = opts.month ?? monthOf(opts.now);
   const snapshot = computeCreditSnapshot(await loadCreditFacts(em, partnerId), { now: opts.now, month, renewalAlertDays: opts.renewalAlertDays });
   if (month !== monthOf(opts.now)) return snapshot;
   const row = { partnerId, snapshot, calculatedAt: opts.now };
-  await (opts.store ? opts.store(row) : storeSnapshots(em, [row]));
+  await storeSnapshots(em, [row]);
   return snapshot;
 }
 
@@ -135,7 +135,6 @@ export async function recalculateCredits(em: Em, partnerIds: readonly string[], 
 }
 
 export interface SnapshotRow { partnerId: string; snapshot: CreditSnapshot; calculatedAt: Date }
-export type SnapshotStore = (row: SnapshotRow) => Promise<void>;
 
 /** Writes dashboard snapshots, many partners in one statement. */
 export async function storeSnapshots(em: Em, rows: SnapshotRow[]): Promise<void> {

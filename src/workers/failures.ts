@@ -1,5 +1,6 @@
 import { UnrecoverableError } from 'bullmq';
 import { DomainError } from '../domain/errors.js';
+import { isDatabaseUnavailable } from '../commands/errors.js';
 
 /** A failure that retrying cannot fix, outside the domain rules (SMTP 5xx, a forged job). */
 export class PermanentError extends Error {
@@ -28,4 +29,14 @@ export function classify(err: unknown): FailureKind {
 /** The error BullMQ sees for a permanent failure: fails the job at once, message `CODE: message`. */
 export function toUnrecoverable(f: { code: string; message: string }): UnrecoverableError {
   return new UnrecoverableError(`${f.code}: ${f.message}`);
+}
+
+/**
+ * A database failure that says nothing about the rows (unreachable, deadlock, serialization, lock
+ * timeout): a batch that meets it is retried whole with backoff, rather than split into one job per
+ * member as a batch is when a row of it fails (a unique violation, a value out of range).
+ */
+export function isTransientDatabaseError(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code ?? '';
+  return isDatabaseUnavailable(err) || ['40001', '40P01', '55P03'].includes(code);
 }

@@ -4,8 +4,6 @@ import { createTransport } from '../mail/transport.js';
 import { QUEUES, workerConnection, type QueueName } from '../queues/index.js';
 import { markCommandFailed, processCommandJob, wakeNext } from './commands.js';
 import { processCreditJob } from './scheduler.js';
-import { Batcher } from './batcher.js';
-import { storeSnapshots, type SnapshotRow } from './credit.js';
 import { failMailFinally, InlineMail, outboxLoader, processMailJob, sentMarker } from './mail.js';
 import { failPairFinally, pairBatcher, processPairJob, splitPairRange } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
@@ -54,15 +52,11 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
   const pairs = pairBatcher(ctx, ctx.config.pairBatchSize, inlineMail);
   const outboxRows = outboxLoader(ctx, ctx.config.pairBatchSize);
   const sentRows = sentMarker(ctx, ctx.config.pairBatchSize);
-  const snapshots = new Batcher<SnapshotRow, void>(async (rows) => {
-    await storeSnapshots(ctx.orm.em.fork(), rows);
-    return rows.map(() => undefined);
-  }, ctx.config.workerConcurrency);
   const processors: Record<QueueName, Processor> = {
     [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
-    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, pairs, job.name, inlineMail, job.attemptsStarted > 1 || job.stalledCounter > 0),
+    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, { type: job.name, batcher: pairs, mail: inlineMail, retaken: job.attemptsStarted > 1 || job.stalledCounter > 0 }),
     [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows, sentRows, job.attemptsMade),
-    [QUEUES.credit]: (job) => processCreditJob(ctx, job, (row) => snapshots.submit(row)),
+    [QUEUES.credit]: (job) => processCreditJob(ctx, job),
   };
   const workers = (Object.entries(processors) as [QueueName, Processor][]).map(([name, processor]) => {
     const w = new Worker(name, processor, {

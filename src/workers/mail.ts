@@ -5,7 +5,7 @@ import type { AppContext } from '../context.js';
 import { composeMime, mailbox } from '../mail/mime.js';
 import { renderAccessRequest, renderTeamEmail, type RenderedMail } from '../mail/templates.js';
 import { classify, PermanentError, toUnrecoverable } from './failures.js';
-import { Batcher } from './batcher.js';
+import { Batcher } from '../lib/batcher.js';
 import { enqueueMail } from './outbox.js';
 import { defaultJobOptions } from '../queues/index.js';
 

@@ -5,9 +5,9 @@ import { jobIds } from '../queues/index.js';
 import { DomainError } from '../domain/errors.js';
 import { applyPairBatch, PENDING_KEY_SQL, type BatchPair } from './pair-batch.js';
 import { wakeNext, type LoadedCommand } from './commands.js';
-import { toUnrecoverable } from './failures.js';
+import { isTransientDatabaseError, toUnrecoverable } from './failures.js';
 import { enqueueMail } from './outbox.js';
-import { Batcher } from './batcher.js';
+import { Batcher } from '../lib/batcher.js';
 import { INLINE_CLAIM_MS, inlineStartDeadlineMs, type InlineMail } from './mail.js';
 
 /** The range of `size` pairs (of a command of `total`) that holds pair `idx`: `[from, to)`. */
@@ -223,6 +223,7 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
     });
   } catch (err) {
     if (opts.defer) {
+      if (isTransientDatabaseError(err)) throw err; // the range job retries whole, with backoff
       todo.forEach((i) => { results[i] = { ok: false, error: err as Error }; });
       return results as PairJobResult[];
     }
@@ -260,8 +261,21 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
 /** Pair jobs that arrive together commit in one transaction; each job still succeeds or fails on its own. */
 export const pairBatcher = (ctx: AppContext, max: number, mail?: InlineMail) => new Batcher<PairJobRef, PairJobResult>((refs) => processPairs(ctx, refs, mail ? { mail } : {}), max);
 
+/** What a `pairs` job is processed with. */
+export interface PairJobEnv {
+  /** The job's name: the command type, given to the pairs' own jobs a range hands over. */
+  type: string;
+  /** Single pair jobs that arrive together share a transaction through it. */
+  batcher?: Batcher<PairJobRef, PairJobResult>;
+  /** Sends the committed grant emails right away (else: mail jobs). */
+  mail?: InlineMail;
+  /** The job was taken over or retried (see releaseClaims). */
+  retaken?: boolean;
+}
+
 /** A `pairs` job: a range `{commandId, from, to}` (see processPairRange) or one pair `{commandId, idx}` (see processPairs). */
-export async function processPairJob(ctx: AppContext, data: unknown, batcher?: Batcher<PairJobRef, PairJobResult>, type = 'access.assign', mail?: InlineMail, retaken = false): Promise<unknown> {
+export async function processPairJob(ctx: AppContext, data: unknown, env: PairJobEnv): Promise<unknown> {
+  const { type, batcher, mail, retaken = false } = env;
   const d = data as { commandId?: unknown; idx?: unknown; from?: unknown; to?: unknown } | null;
   if (typeof d?.commandId === 'string' && Number.isInteger(d.from) && Number.isInteger(d.to)) {
     return processPairRange(ctx, type, { commandId: d.commandId, from: d.from as number, to: d.to as number }, mail, retaken);

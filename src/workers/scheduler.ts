@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
 import type { AppContext } from '../context.js';
 import { jobIds } from '../queues/index.js';
-import { recalculateCredit, recalculateCredits, type SnapshotStore } from './credit.js';
+import { isTransientDatabaseError } from './failures.js';
+import { recalculateCredit, recalculateCredits } from './credit.js';
 
 export const RECALC_SCHEDULER_ID = 'credit-recalculate-daily';
 
@@ -47,15 +48,12 @@ export async function upsertRecalcScheduler(ctx: AppContext): Promise<void> {
  *   Only if that hand-over cannot be enqueued does the group job fail (and is retried).
  * - `recalculate-partner` recomputes one partner (also for jobs added before groups existed).
  */
-export async function processCreditJob(ctx: AppContext, job: Job, store?: SnapshotStore): Promise<unknown> {
+export async function processCreditJob(ctx: AppContext, job: Job): Promise<unknown> {
   if (job.name === 'recalculate-all') return fanOut(ctx, job);
   if (job.name === 'recalculate-partners') return recalculateGroup(ctx, job);
-  const { partnerId, isolatedFrom } = job.data as Partial<RecalcPartnerJob>;
+  const { partnerId } = job.data as Partial<RecalcPartnerJob>;
   if (!partnerId) return { skipped: true };
-  // A retry, or a partner handed over by its group, writes alone: a batch-mate whose row cannot be
-  // written must not fail it again.
-  const alone = isolatedFrom !== undefined || job.attemptsMade > 0;
-  return recalculateCredit(ctx.orm.em.fork(), partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays, ...(store && !alone ? { store } : {}) });
+  return recalculateCredit(ctx.orm.em.fork(), partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
 }
 
 async function fanOut(ctx: AppContext, job: Job): Promise<{ partners: number; groups: number }> {
@@ -87,6 +85,7 @@ async function recalculateGroup(ctx: AppContext, job: Job): Promise<{ partners: 
     if (!result.failed.length) return { partners: stored, isolated: [] };
     isolated = result.failed.map((f) => f.partnerId);
   } catch (err) {
+    if (isTransientDatabaseError(err)) throw err; // the group job retries whole, with backoff
     ctx.logger.warn({ err, jobId: job.id, partners: partnerIds.length }, 'group recalculation failed; handing its partners to single-partner jobs');
     isolated = [...new Set(partnerIds)];
   }

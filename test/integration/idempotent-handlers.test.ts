@@ -226,8 +226,8 @@ describe('an idempotent worker', () => {
       await settle();
       const before = await snapshot();
 
-      expect(await processPairJob(svc.app.ctx, { commandId: st.commandId, idx: 0 })).toEqual({ outcome: 'pending' });
-      expect(await processPairJob(svc.app.ctx, { commandId: st.commandId, idx: 0 })).toEqual({ outcome: 'pending' });
+      expect(await processPairJob(svc.app.ctx, { commandId: st.commandId, idx: 0 }, { type: 'access.assign' })).toEqual({ outcome: 'pending' });
+      expect(await processPairJob(svc.app.ctx, { commandId: st.commandId, idx: 0 }, { type: 'access.assign' })).toEqual({ outcome: 'pending' });
       expect(await snapshot()).toEqual(before);
       await settle();
       expect(svc.smtp.messages.filter((m) => m.to.includes(contactOf(hub)))).toHaveLength(1);
@@ -247,7 +247,7 @@ describe('an idempotent worker', () => {
         commandId = r.body.commandId;
         await waitFor(async () => (await svc.sql('select 1 from command_item where command_id = ?', [commandId])).length === 1, { what: 'the fan-out' });
 
-        const outs = await Promise.all([processPairJob(svc.app.ctx, { commandId, idx: 0 }), processPairJob(svc.app.ctx, { commandId, idx: 0 })]);
+        const outs = await Promise.all([processPairJob(svc.app.ctx, { commandId, idx: 0 }, { type: 'access.assign' }), processPairJob(svc.app.ctx, { commandId, idx: 0 }, { type: 'access.assign' })]);
         expect(outs).toEqual([{ outcome: 'pending' }, { outcome: 'pending' }]);
       } finally {
         await pairs.resume();
@@ -337,18 +337,18 @@ describe('an idempotent worker', () => {
 
       // Just committed: its worker may still be sending it, even if it lost its lock.
       await claimedAgo(0);
-      await processPairJob(svc.app.ctx, range, undefined, 'access.assign', undefined, true);
+      await processPairJob(svc.app.ctx, range, { type: 'access.assign', retaken: true });
       expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeUndefined();
       await stillClaimed();
 
       // Committed 30 s ago and never sent (a crash between the commit and the send): a first run leaves it.
       await claimedAgo(30);
-      expect(await processPairJob(svc.app.ctx, range, undefined, 'access.assign', undefined, false)).toEqual({ pairs: 0 });
+      expect(await processPairJob(svc.app.ctx, range, { type: 'access.assign', retaken: false })).toEqual({ pairs: 0 });
       expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeUndefined();
       await stillClaimed();
 
       const before = svc.smtp.messages.length;
-      await processPairJob(svc.app.ctx, range, undefined, 'access.assign', undefined, true);
+      await processPairJob(svc.app.ctx, range, { type: 'access.assign', retaken: true });
       expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeDefined();
       await settle();
       expect(await svc.sql('select state, claimed_until from outbox where id = ?', [id])).toEqual([{ state: 'sent', claimed_until: null }]);

@@ -1,4 +1,4 @@
-import { Batcher, Coalescer } from '../../src/workers/batcher.js';
+import { Batcher, Coalescer } from '../../src/lib/batcher.js';
 
 describe('Batcher', () => {
   it('when calls arrive together, then one run serves them and each gets its own result in order', async () => {
@@ -63,6 +63,21 @@ describe('Coalescer (group commit)', () => {
     expect(a).toEqual({ status: 'fulfilled', value: 5 });
     expect(b).toMatchObject({ status: 'rejected', reason: new Error('bad -1') });
     expect(d).toMatchObject({ status: 'fulfilled' });
+    // A run of several calls that throws rejects each of them.
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => { release = r; });
+    const blocking = new Coalescer<number, number>(async (xs) => {
+      if (xs.includes(1)) {
+        await gate;
+        return xs;
+      }
+      throw new Error('run failed');
+    }, { concurrency: 1, maxWeight: 10 });
+    const first = blocking.submit(1);
+    const together = [7, 8, 9].map((x) => blocking.submit(x));
+    release();
+    expect(await first).toBe(1);
+    expect(await Promise.allSettled(together)).toEqual([7, 8, 9].map(() => ({ status: 'rejected', reason: new Error('run failed') })));
     await expect(c.submit(0)).rejects.toThrow('run failed');
   });
 

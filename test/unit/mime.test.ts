@@ -41,14 +41,17 @@ describe('composeMime', () => {
   });
 
   it('when any message is composed, then every line ends in CRLF and is at most 78 characters (bodies in base64 lines of 76)', () => {
-    const raw = composeMime({ ...base, subject: 'Ünïcödé '.repeat(20), text: 'é'.repeat(5000), html: `<p>${'ø'.repeat(3000)}</p>` });
-    expect(raw.replace(/\r\n/g, '')).not.toMatch(/[\r\n]/);
-    for (const line of raw.split('\r\n')) expect(line.length).toBeLessThanOrEqual(78);
+    for (const subject of ['Ünïcödé '.repeat(20), `Plain ASCII, but long: ${'word '.repeat(40)}`]) {
+      const raw = composeMime({ ...base, subject, text: 'é'.repeat(5000), html: `<p>${'ø'.repeat(3000)}</p>` });
+      expect(raw.replace(/\r\n/g, '')).not.toMatch(/[\r\n]/);
+      for (const line of raw.split('\r\n')) expect(line.length).toBeLessThanOrEqual(78);
+    }
   });
 
   it('when display names need quoting or encoding, then the mailbox header keeps the name and the address is bare', async () => {
     expect(mailbox('Acme, Inc. <a@b.test>')).toEqual({ header: '"Acme, Inc." <a@b.test>', address: 'a@b.test' });
-    expect(mailbox('"Quoted \\"Name\\"" <a@b.test>').address).toBe('a@b.test');
+    expect(mailbox('"Quoted \\"Name\\"" <a@b.test>')).toEqual({ header: '"Quoted \\"Name\\"" <a@b.test>', address: 'a@b.test' });
+    expect((await simpleParser(composeMime({ ...base, from: '"Quoted \\"Name\\"" <q@b.test>' }))).from?.value).toEqual([{ name: 'Quoted "Name"', address: 'q@b.test' }]);
     expect(mailbox('a@b.test')).toEqual({ header: 'a@b.test', address: 'a@b.test' });
     const raw = composeMime({ ...base, from: 'Bräcke Byrå <no-reply@b.test>' });
     expect((await simpleParser(raw)).from?.value).toEqual([{ name: 'Bräcke Byrå', address: 'no-reply@b.test' }]);
