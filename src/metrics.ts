@@ -44,7 +44,8 @@ export class Metrics {
     this.finished.inc({ ...labels, outcome });
     if (job.finishedOn) this.latency.observe(labels, Math.max(0, job.finishedOn - job.timestamp) / 1000);
     if (outcome === 'failed') this.failures.inc({ ...labels, code: errorCode(err) });
-    if (queue === 'mail') this.emails.inc({ outcome: outcome === 'completed' ? 'sent' : 'failed' });
+    // A mail job that found its row already sent (a replay) sent nothing.
+    if (queue === 'mail' && !(job.returnvalue as { replayed?: boolean } | null)?.replayed) this.emails.inc({ outcome: outcome === 'completed' ? 'sent' : 'failed' });
   }
 }
 
