@@ -18,9 +18,9 @@ export function rangeOf(idx: number, total: number, size: number): { from: numbe
 
 /**
  * Writes the command's items (client × employee, in order) once, then enqueues one `pairs` job per
- * range of PAIR_BATCH_SIZE items (as stored on the command) that still has open ones. Idempotent: items are inserted with
- * ON CONFLICT DO NOTHING and job ids are deterministic, so a replay (or the reconciler) only
- * re-adds what is missing.
+ * range of PAIR_BATCH_SIZE items (the size stored on the command) that still has open ones.
+ * Idempotent: items are inserted with ON CONFLICT DO NOTHING and job ids are deterministic, so a
+ * replay (or the reconciler) only re-adds what is missing.
  */
 export async function fanOutPairs(ctx: AppContext, em: Em, cmd: LoadedCommand): Promise<{ pairs: number }> {
   const c = cmd.command as { clientHubIds: string[]; employeeEmails: string[] };
@@ -65,9 +65,10 @@ async function openItems(ctx: AppContext, commandId: string, from: number, to: n
 }
 
 /**
- * A range job: its open pairs are applied in one transaction. A pair that is refused (or a batch
- * that cannot commit) is not recorded here: it gets its own pair job, which decides it again and
- * fails with its code, so every refused pair is one failed job on the dashboard.
+ * A range job: its open pairs are applied in one transaction. A pair that is refused (or every pair,
+ * when the batch cannot commit because of one of its rows) is not recorded here: it gets its own
+ * pair job, which decides it again and fails with its code, so every refused pair is one failed job
+ * on the dashboard. A transient database error fails the range job, which retries whole.
  */
 export async function processPairRange(ctx: AppContext, type: string, d: { commandId: string; from: number; to: number }, mail?: InlineMail, retaken = false): Promise<unknown> {
   if (retaken) await releaseClaims(ctx, d);
@@ -109,7 +110,6 @@ export async function splitPairRange(ctx: AppContext, type: string, data: unknow
 }
 
 type ItemState = 'waiting' | 'active' | 'completed' | 'failed';
-type ItemEnd = { state: 'completed'; outcome: string } | { state: 'failed'; error: { code: string; message: string } };
 
 /**
  * When no item of the command is open any more, settles the command (state, outcome counts, first
@@ -154,8 +154,8 @@ export async function failPairFinally(ctx: Pick<AppContext, 'orm' | 'queues'>, d
 
 export interface PairJobRef { commandId: string; idx: number }
 export type PairJobResult = { ok: true; outcome: string | null } | { ok: false; error: Error };
-/** defer: a refused pair (or a batch that cannot commit) is returned as failed but not recorded (the range job gives it its own job). */
 export interface ProcessPairsOptions {
+  /** A refused pair (or a batch that cannot commit) is returned as failed but not recorded: the range job gives it its own job. */
   defer?: boolean;
   /** Sends the batch's emails right after the commit (else: one mail job per email). */
   mail?: InlineMail;
@@ -173,7 +173,7 @@ const isLinkViolation = (err: unknown) =>
  * the meantime keeps its outcome. Refused pairs (conflict, unknown or untagged employee, unknown or
  * terminated client) are failed items whose jobs fail at once with their code; an operator retry
  * re-decides them. If the batch transaction fails, its pairs are retried one by one, so one bad pair
- * never holds the others back.
+ * never holds the others back (with `defer`, a range's pairs are returned unrecorded instead).
  */
 export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: ProcessPairsOptions = {}): Promise<PairJobResult[]> {
   const em = ctx.orm.em.fork();
@@ -229,7 +229,7 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
     }
     if (batch.length > 1) {
       // Retry pair by pair: only the pairs that really fail, fail.
-      const single = await Promise.all(todo.map((i) => processPairs(ctx, [refs[i]!]).then((r) => r[0]!, (e: unknown): PairJobResult => ({ ok: false, error: e as Error }))));
+      const single = await Promise.all(todo.map((i) => processPairs(ctx, [refs[i]!], opts).then((r) => r[0]!, (e: unknown): PairJobResult => ({ ok: false, error: e as Error }))));
       todo.forEach((i, k) => { results[i] = single[k]; });
       return results as PairJobResult[];
     }
