@@ -216,6 +216,29 @@ describe('an idempotent worker', () => {
   describe('the pair job', () => {
     /** The range job that carries pairs [from, to) of a command. */
     const pairRangeJobId = (commandId: string, from: number, to: number) => `p.${commandId.replaceAll(':', '~')}.${from}-${to}`;
+    /** A pair's own job. */
+    const ownJobId = (commandId: string, idx: number) => `p.${commandId.replaceAll(':', '~')}.${idx}`;
+
+    /**
+     * Tags the employee, upserts the clients and posts one assign of all of them while the pairs
+     * queue is paused; `whilePaused` runs once the command's range job is queued. Returns the commandId.
+     */
+    async function assignWhilePaused(hubs: string[], email: string, whilePaused: (commandId: string) => Promise<void>): Promise<string> {
+      await apply('p-100', { type: 'employee.tag', email });
+      for (const hub of hubs) await apply('p-100', { type: 'client.upsert', hubId: hub, name: hub, contactEmail: contactOf(hub) });
+      const pairs = svc.app.ctx.queues.pairs;
+      await pairs.pause();
+      try {
+        const r = await svc.api.post('p-100', { type: 'access.assign', clientHubIds: hubs, employeeEmails: [email] }, TOKENS.admin);
+        expect(r.status).toBe(202);
+        const commandId = r.body.commandId as string;
+        await waitFor(async () => (await pairs.getJob(pairRangeJobId(commandId, 0, hubs.length))) !== undefined, { what: 'the range job' });
+        await whilePaused(commandId);
+        return commandId;
+      } finally {
+        await pairs.resume();
+      }
+    }
 
     it('when an applied assign pair is processed twice more, then the state is the same and only one email was sent', async () => {
       const [hub, email] = ['pj-c1', 'pj.emp@agency.test'];
@@ -266,28 +289,17 @@ describe('an idempotent worker', () => {
 
     it('when a range job used up its attempts, then each open pair of the range gets a job of its own and is applied there once', async () => {
       const hubs = ['pj-s1', 'pj-s2', 'pj-s3'];
-      const email = 'pjs.emp@agency.test';
-      await apply('p-100', { type: 'employee.tag', email });
-      for (const hub of hubs) await apply('p-100', { type: 'client.upsert', hubId: hub, name: hub, contactEmail: contactOf(hub) });
       const pairs = svc.app.ctx.queues.pairs;
-      await pairs.pause();
-      let commandId = '';
-      try {
-        const r = await svc.api.post('p-100', { type: 'access.assign', clientHubIds: hubs, employeeEmails: [email] }, TOKENS.admin);
-        expect(r.status).toBe(202);
-        commandId = r.body.commandId;
-        await waitFor(async () => (await svc.sql('select 1 from command_item where command_id = ?', [commandId])).length === 3, { what: 'the fan-out' });
-        await splitPairRange(svc.app.ctx, 'access.assign', { commandId, from: 0, to: 3 });
-        const own = await Promise.all([0, 1, 2].map((idx) => pairs.getJob(`p.${commandId.replaceAll(':', '~')}.${idx}`)));
-        expect(own.map((j) => j?.data)).toEqual([0, 1, 2].map((idx) => ({ commandId, idx })));
+      const commandId = await assignWhilePaused(hubs, 'pjs.emp@agency.test', async (id) => {
+        await splitPairRange(svc.app.ctx, 'access.assign', { commandId: id, from: 0, to: 3 });
+        const own = await Promise.all([0, 1, 2].map((idx) => pairs.getJob(ownJobId(id, idx))));
+        expect(own.map((j) => j?.data)).toEqual([0, 1, 2].map((idx) => ({ commandId: id, idx })));
         // The exhausted range job is out of the way (as a failed job would be): only the pairs' own jobs apply them.
-        await (await pairs.getJob(pairRangeJobId(commandId, 0, 3)))!.remove();
-      } finally {
-        await pairs.resume();
-      }
+        await (await pairs.getJob(pairRangeJobId(id, 0, 3)))!.remove();
+      });
       await settle();
       for (const idx of [0, 1, 2]) {
-        const job = (await pairs.getJob(`p.${commandId.replaceAll(':', '~')}.${idx}`))!;
+        const job = (await pairs.getJob(ownJobId(commandId, idx)))!;
         expect({ idx, state: await job.getState(), value: job.returnvalue }).toEqual({ idx, state: 'completed', value: { outcome: 'pending' } });
       }
       expect((await svc.api.waitCommand(commandId)).state).toBe('completed');
@@ -298,26 +310,16 @@ describe('an idempotent worker', () => {
 
     it('when a range job failed without settling its pairs (as an older worker that cannot read it would), then the reconciler gives each open pair its own job and the command completes', async () => {
       const hubs = ['pj-f1', 'pj-f2'];
-      const email = 'pjf.emp@agency.test';
-      await apply('p-100', { type: 'employee.tag', email });
-      for (const hub of hubs) await apply('p-100', { type: 'client.upsert', hubId: hub, name: hub, contactEmail: contactOf(hub) });
       const pairs = svc.app.ctx.queues.pairs;
-      await pairs.pause();
-      let commandId = '';
-      try {
-        const r = await svc.api.post('p-100', { type: 'access.assign', clientHubIds: hubs, employeeEmails: [email] }, TOKENS.admin);
-        commandId = r.body.commandId;
-        await waitFor(async () => (await pairs.getJob(pairRangeJobId(commandId, 0, 2))) !== undefined, { what: 'the range job' });
+      const commandId = await assignWhilePaused(hubs, 'pjf.emp@agency.test', async (id) => {
         // The range job's id now holds a job that fails at once without touching the pairs.
-        await (await pairs.getJob(pairRangeJobId(commandId, 0, 2)))!.remove();
-        await pairs.add('access.assign', { commandId, from: 'unreadable' } as never, { jobId: pairRangeJobId(commandId, 0, 2) });
-      } finally {
-        await pairs.resume();
-      }
+        await (await pairs.getJob(pairRangeJobId(id, 0, 2)))!.remove();
+        await pairs.add('access.assign', { commandId: id, from: 'unreadable' } as never, { jobId: pairRangeJobId(id, 0, 2) });
+      });
       await waitFor(async () => (await (await pairs.getJob(pairRangeJobId(commandId, 0, 2)))!.getState()) === 'failed', { what: 'the unreadable range job to fail' });
       await settle();
       expect((await svc.api.waitCommand(commandId)).state).toBe('completed');
-      for (const idx of [0, 1]) expect(await (await pairs.getJob(`p.${commandId.replaceAll(':', '~')}.${idx}`))!.getState()).toBe('completed');
+      for (const idx of [0, 1]) expect(await (await pairs.getJob(ownJobId(commandId, idx)))!.getState()).toBe('completed');
       for (const hub of hubs) expect(svc.smtp.messages.filter((m) => m.to.includes(contactOf(hub)))).toHaveLength(1);
     });
 
