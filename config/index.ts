@@ -1,34 +1,58 @@
 import { z } from 'zod';
 
+/** Every scope a token can carry (contract §3); `admin` is everything, all partners. */
+export const scopes = ['commands:write', 'read', 'employees:read', 'clients:sync', 'webhooks:write', 'admin'] as const;
+
 /** One API token: who it is, which partners it may act on, what it may do. */
 export const tokenSchema = z
   .object({
     token: z.string().min(8).max(256),
     name: z.string().min(1).max(100),
     partners: z.union([z.literal('*'), z.array(z.string().min(1).max(128)).max(10_000)]),
-    scopes: z.array(z.enum(['commands:write', 'read', 'employees:read', 'admin'])).min(1).max(4),
+    scopes: z.array(z.enum(scopes)).min(1).max(scopes.length),
   })
   .strict();
 export type ApiToken = z.infer<typeof tokenSchema>;
 export type Scope = ApiToken['scopes'][number];
 
+export type Role = 'api' | 'worker' | 'scheduler';
+const roles: readonly Role[] = ['api', 'worker', 'scheduler'];
+
 const roleList = z
   .string()
   .max(100)
   .transform((s, ctx) => {
-    const roles = s.split(',').map((r) => r.trim()).filter(Boolean);
-    for (const r of roles) {
-      if (!['api', 'worker', 'scheduler'].includes(r)) {
+    const given = s.split(',').map((r) => r.trim()).filter(Boolean);
+    for (const r of given) {
+      if (!roles.includes(r as Role)) {
         ctx.addIssue({ code: 'custom', message: `unknown role "${r}" (api, worker, scheduler)` });
         return z.NEVER;
       }
     }
-    return new Set(roles as Role[]);
+    return new Set(given as Role[]);
   });
-export type Role = 'api' | 'worker' | 'scheduler';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/**
+ * A comma list of day counts (decimals allowed: `0.0005` is about 43 seconds, so a test can watch a
+ * reminder fire), parsed to numbers, without duplicates, largest first.
+ */
+const dayList = (fallback: string) =>
+  z
+    .string()
+    .max(200)
+    .default(fallback)
+    .transform((s, ctx) => {
+      const parts = s.split(',').map((d) => d.trim()).filter(Boolean);
+      const days = parts.map(Number);
+      if (parts.length === 0 || parts.length > 20 || days.some((d) => !Number.isFinite(d) || d <= 0 || d > 3650)) {
+        ctx.addIssue({ code: 'custom', message: 'expected a comma list of 1 to 20 day counts, each > 0 and <= 3650 (e.g. 30,7,1)' });
+        return z.NEVER;
+      }
+      return [...new Set(days)].sort((a, b) => b - a);
+    });
 
 /**
  * The environment, parsed once at start. Nothing else reads `process.env`.
@@ -38,14 +62,16 @@ export const envSchema = z.object({
   NODE_ENV: z.string().max(40).default('development').describe('production makes API_TOKENS mandatory'),
   DATABASE_URL: z.url().max(2000).default('postgres://postgres@127.0.0.1:5432/partner_access').describe('Postgres connection URL; the database is created when missing'),
   REDIS_URL: z.url().max(2000).default('redis://127.0.0.1:6379/0').describe('Redis URL; a db index in the path is honoured'),
+  REDIS_CLUSTER: bool.default(false).describe('true: REDIS_URL names one node of a Redis Cluster (queues are hash-tagged one per queue)'),
   QUEUE_PREFIX: z.string().min(1).max(100).regex(/^[A-Za-z0-9_{}-]+$/).default('pap').describe('BullMQ key prefix (use {hash-tag} braces on Redis Cluster)'),
   SMTP_URL: z.url().max(2000).default('smtp://127.0.0.1:1025').describe('outgoing mail server'),
   MAIL_FROM: z.string().max(300).default('Partner Program <no-reply@partner-access.local>').describe('sender address of every email'),
   PORT: int(0, 65535).default(3000).describe('HTTP port'),
   HOST: z.string().max(200).default('0.0.0.0').describe('HTTP bind address'),
+  METRICS_PORT: int(0, 65535).optional().describe('a port where a process without the api role serves /metrics; unset: none'),
   PUBLIC_URL: z.url().max(2000).optional().describe('base URL used in links inside emails; default http://localhost:$PORT'),
   API_TOKENS: z.string().max(1_000_000).optional().describe('JSON array of {token,name,partners,scopes}'),
-  ROLES: roleList.default(new Set<Role>(['api', 'worker', 'scheduler'])).describe('comma list of api, worker, scheduler'),
+  ROLES: roleList.default(new Set<Role>(roles)).describe('comma list of api, worker, scheduler'),
   MIGRATE_ON_START: bool.default(true).describe('apply pending migrations when npm start runs'),
   RECALC_CRON: z.string().min(9).max(100).default('0 6 * * *').describe('cron pattern of the scheduled credit recalculation'),
   RECALC_TZ: z.string().min(1).max(64).default('UTC').describe('time zone of RECALC_CRON'),
@@ -57,80 +83,56 @@ export const envSchema = z.object({
   RECONCILE_GRACE_MS: int(0, 3_600_000).default(10_000).describe('age of a command before the reconciler looks at it'),
   RATE_LIMIT_PER_MINUTE: int(0, 10_000_000).default(60_000).describe('requests per minute per API token (0 disables the limit)'),
   GRANT_TTL_DAYS: int(1, 365).default(14).describe('validity of a grant link'),
+  GRANT_REMINDER_DAYS: dayList('3').describe('comma list: days before a pending request expires when the client gets a reminder'),
+  ACCESS_END_REMINDER_DAYS: dayList('30,7,1').describe('comma list: days before a time-bound access ends when the partner is told'),
+  WEBHOOK_ALLOW_PRIVATE: bool.default(false).describe('allow webhook targets on loopback/private addresses (development, tests)'),
   BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(5 * 1024 * 1024).describe('largest accepted request body (413 above)'),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(15_000).describe('bound on draining workers at SIGTERM'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level'),
+  LOG_PRETTY: bool.default(false).describe('1: readable log lines instead of JSON (development)'),
 });
 
-export interface Config {
-  env: string;
-  databaseUrl: string;
-  redisUrl: string;
-  queuePrefix: string;
-  smtpUrl: string;
-  mailFrom: string;
-  port: number;
-  host: string;
-  publicUrl: string;
-  /** null: no API_TOKENS given (development: a generated admin token is used). */
-  tokens: ApiToken[] | null;
-  roles: Set<Role>;
-  migrateOnStart: boolean;
-  recalcCron: string;
-  recalcTz: string;
-  renewalAlertDays: number;
-  workerConcurrency: number;
-  jobLockMs: number;
-  pairBatchSize: number;
-  reconcileIntervalMs: number;
-  reconcileGraceMs: number;
-  grantTtlDays: number;
-  rateLimitPerMinute: number;
-  bodyLimitBytes: number;
-  shutdownTimeoutMs: number;
-  logLevel: string;
-}
+const apiTokens = z.array(tokenSchema).min(1).max(10_000);
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
-
-/** Parses the environment; throws a ConfigError naming the bad keys (never their values). */
-export function loadConfig(env: Record<string, string | undefined>): Config {
-  const defined = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const parsed = envSchema.safeParse(defined);
-  if (!parsed.success) {
-    const keys = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
-    throw new ConfigError(`invalid environment: ${keys.join('; ')}`);
-  }
-  const e = parsed.data;
+/**
+ * The environment turned into the typed configuration the application is given. API_TOKENS is
+ * JSON inside a string: it is parsed here, and its issues are reported under its key, with the
+ * path inside the JSON (never the value).
+ */
+export const configSchema = envSchema.transform((e, ctx) => {
   let tokens: ApiToken[] | null = null;
   if (e.API_TOKENS !== undefined) {
     let raw: unknown;
     try {
       raw = JSON.parse(e.API_TOKENS);
     } catch {
-      throw new ConfigError('invalid environment: API_TOKENS: not valid JSON');
+      ctx.addIssue({ code: 'custom', path: ['API_TOKENS'], message: 'not valid JSON' });
+      return z.NEVER;
     }
-    const t = z.array(tokenSchema).min(1).max(10_000).safeParse(raw);
+    const t = apiTokens.safeParse(raw);
     if (!t.success) {
-      throw new ConfigError(`invalid environment: API_TOKENS: ${t.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ')}`);
+      for (const i of t.error.issues) ctx.addIssue({ code: 'custom', path: ['API_TOKENS'], message: `[${i.path.join('.')}] ${i.message}` });
+      return z.NEVER;
     }
     tokens = t.data;
   } else if (e.NODE_ENV === 'production') {
-    throw new ConfigError('invalid environment: API_TOKENS: required when NODE_ENV=production');
+    ctx.addIssue({ code: 'custom', path: ['API_TOKENS'], message: 'required when NODE_ENV=production' });
+    return z.NEVER;
   }
-  const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
   return {
     env: e.NODE_ENV,
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
+    redisCluster: e.REDIS_CLUSTER,
     queuePrefix: e.QUEUE_PREFIX,
     smtpUrl: e.SMTP_URL,
     mailFrom: e.MAIL_FROM,
     port: e.PORT,
     host: e.HOST,
-    publicUrl,
+    /** undefined: no separate metrics listener. */
+    metricsPort: e.METRICS_PORT,
+    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+    /** null: no API_TOKENS given (development: a generated admin token is used). */
     tokens,
     roles: e.ROLES,
     migrateOnStart: e.MIGRATE_ON_START,
@@ -143,9 +145,33 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     reconcileGraceMs: e.RECONCILE_GRACE_MS,
     grantTtlDays: e.GRANT_TTL_DAYS,
+    /** Days before a pending request expires when the client is reminded, largest first. */
+    grantReminderDays: e.GRANT_REMINDER_DAYS,
+    /** Days before a time-bound access ends when the partner is told, largest first. */
+    accessEndReminderDays: e.ACCESS_END_REMINDER_DAYS,
+    webhookAllowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
+    logPretty: e.LOG_PRETTY,
   };
+});
+
+/** The typed configuration: what `configSchema` makes of the environment. */
+export type Config = z.output<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment; throws a ConfigError naming the bad keys (never their values). */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const defined = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = configSchema.safeParse(defined);
+  if (!parsed.success) {
+    const keys = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid environment: ${keys.join('; ')}`);
+  }
+  return parsed.data;
 }

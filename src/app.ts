@@ -1,38 +1,77 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
-import pg from 'pg';
+import { createServer as createNetServer } from 'node:net';
+import { PinoPretty } from 'pino-pretty';
 import { pino, type Logger } from 'pino';
 import type { ApiToken, Config } from '../config/index.js';
 import type { AppContext } from './context.js';
-import { openOrm } from './db/orm.js';
+import { checkDatabaseServer, openOrm } from './db/orm.js';
 import { TokenRegistry } from './producers/http/auth.js';
 import { buildServer } from './producers/http/server.js';
-import { createQueues } from './queues/index.js';
-import { Metrics } from './metrics.js';
+import { createQueues } from './jobs/queues.js';
+import { listenMetrics, Metrics, type MetricsServer } from './metrics.js';
 import { startWorkers, type RunningWorkers, type WorkerHooks } from './workers/index.js';
-import { upsertRecalcScheduler } from './workers/scheduler.js';
+import { upsertRecalcScheduler } from './jobs/enqueue.js';
 
+/** A start that cannot go on; `main` prints the message alone (no stack) and exits with `exitCode`. */
 export class StartupError extends Error {
   override name = 'StartupError';
+  /** 3: Postgres or Redis does not answer; 4: the HTTP (or metrics) port cannot be bound. */
+  constructor(message: string, readonly exitCode = 3) {
+    super(message);
+  }
 }
 
-export function createLogger(level: string): Logger {
-  return pino({ level, redact: { paths: ['req.headers.authorization', '*.token', '*.password', 'config.tokens'], censor: '[redacted]' } });
+/**
+ * The process's logger: JSON lines, or readable lines (pino-pretty, written synchronously so a
+ * line logged right before `process.exit` is not lost) when `pretty` (LOG_PRETTY=1, or stdout is a
+ * terminal). Credentials are redacted by path in both.
+ */
+export function createLogger(level: string, opts: { pretty?: boolean } = {}): Logger {
+  const options = { level, redact: { paths: ['req.headers.authorization', '*.token', '*.password', 'config.tokens'], censor: '[redacted]' } };
+  if (!opts.pretty) return pino(options);
+  return pino(options, PinoPretty({ sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+}
+
+/** Says why a port cannot be bound, in one line (a busy port, a privileged port, an address not of this machine). */
+function listenError(err: unknown, what: string, port: number, host: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = `${host}:${port}`;
+  if (code === 'EADDRINUSE') return new StartupError(`The ${what} port ${where} is already in use (another instance of the service, or another program). Stop that program, or set ${what === 'HTTP' ? 'PORT' : 'METRICS_PORT'} to a free port.`, 4);
+  if (code === 'EACCES') return new StartupError(`Not permitted to listen on ${where} (${what}): ports below 1024 need privileges. Use a higher port.`, 4);
+  if (code === 'EADDRNOTAVAIL') return new StartupError(`Cannot listen on ${where} (${what}): ${host} is not an address of this machine. Set HOST.`, 4);
+  return err;
+}
+
+/**
+ * Fails fast, before anything is migrated or written to Redis, when a port cannot be bound: binds
+ * it and lets it go. (The real listen still comes before any startup write, should another program
+ * take the port in between.) Port 0 (any free port) needs no check.
+ */
+export async function checkPort(port: number, host: string, what: 'HTTP' | 'metrics'): Promise<void> {
+  if (port === 0) return;
+  const probe = createNetServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen({ port, host, exclusive: true }, resolve);
+    });
+  } catch (err) {
+    throw listenError(err, what, port, host);
+  } finally {
+    await new Promise<void>((resolve) => (probe.listening ? probe.close(() => resolve()) : resolve()));
+  }
 }
 
 /** Says which service does not answer and how to start it, instead of a stack trace. */
 export async function checkServices(config: Config): Promise<void> {
   const url = new URL(config.databaseUrl);
-  url.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 3000 });
   try {
-    await client.connect();
+    await checkDatabaseServer(config.databaseUrl, 3000);
   } catch (err) {
     throw new StartupError(`Postgres at ${url.hostname}:${url.port || 5432} did not answer (${(err as Error).message}). ` +
       `Start it (for example: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start), or set DATABASE_URL.`);
-  } finally {
-    await client.end().catch(() => undefined);
   }
   const r = new URL(config.redisUrl);
   const redis = new Redis({ host: r.hostname, port: Number(r.port || 6379), lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
@@ -74,6 +113,8 @@ export interface RunningApp {
   /** The generated development admin token, when API_TOKENS was not set. */
   devToken?: string;
   url?: string;
+  /** Where a process without the api role serves `/metrics` (METRICS_PORT). */
+  metricsUrl?: string;
   close(): Promise<void>;
 }
 
@@ -82,7 +123,10 @@ export interface RunningApp {
  * Postgres (MikroORM) and one Redis (BullMQ). Used by `npm start` and by the tests.
  */
 export async function startApp(config: Config, opts: { logger?: Logger; hooks?: WorkerHooks; now?: () => Date } = {}): Promise<RunningApp> {
-  const logger = opts.logger ?? createLogger(config.logLevel);
+  const logger = opts.logger ?? createLogger(config.logLevel, { pretty: config.logPretty });
+  const metricsPort = config.roles.has('api') ? undefined : config.metricsPort;
+  if (config.roles.has('api')) await checkPort(config.port, config.host, 'HTTP');
+  if (metricsPort !== undefined) await checkPort(metricsPort, config.host, 'metrics');
   await checkServices(config);
   const orm = await openOrm(config.databaseUrl, { migrate: config.migrateOnStart });
   const queues = await createQueues(config.redisUrl, config.queuePrefix);
@@ -91,6 +135,37 @@ export async function startApp(config: Config, opts: { logger?: Logger; hooks?: 
   const ctx: AppContext = { config, orm, queues, logger, metrics, now: opts.now ?? (() => new Date()) };
   const running: RunningApp = { ctx, close: async () => undefined };
 
+  let metricsServer: MetricsServer | undefined;
+  try {
+    if (config.roles.has('api')) {
+      let tokens: ApiToken[] = config.tokens ?? [];
+      if (!config.tokens) {
+        running.devToken = randomBytes(24).toString('base64url');
+        tokens = [{ token: running.devToken, name: 'dev-admin', partners: '*', scopes: ['admin'] }];
+      }
+      running.server = await buildServer(ctx, {
+        registry: new TokenRegistry(tokens),
+        // Not ready until this process's workers consume (they start once the port is bound).
+        readiness: (): Record<string, boolean> => (config.roles.has('worker') ? { workers: running.workers?.isConsuming() ?? false } : {}),
+      });
+      running.url = await running.server.listen({ port: config.port, host: config.host }).catch((err: unknown) => {
+        throw listenError(err, 'HTTP', config.port, config.host);
+      });
+    }
+    if (metricsPort !== undefined) {
+      metricsServer = await listenMetrics(metrics.registry, metricsPort, config.host).catch((err: unknown) => {
+        throw listenError(err, 'metrics', metricsPort, config.host);
+      });
+      running.metricsUrl = metricsServer.url;
+    }
+  } catch (err) {
+    await running.server?.close();
+    await queues.close();
+    await orm.close();
+    throw err;
+  }
+
+  // Only with the ports bound: what writes to Redis at start (workers and their reconciler, the job scheduler).
   if (config.roles.has('worker')) {
     running.workers = startWorkers(ctx, {
       onJob: (queue, job, outcome, final, err) => {
@@ -108,24 +183,13 @@ export async function startApp(config: Config, opts: { logger?: Logger; hooks?: 
     });
   }
   if (config.roles.has('scheduler')) await upsertRecalcScheduler(ctx);
-  if (config.roles.has('api')) {
-    let tokens: ApiToken[] = config.tokens ?? [];
-    if (!config.tokens) {
-      running.devToken = randomBytes(24).toString('base64url');
-      tokens = [{ token: running.devToken, name: 'dev-admin', partners: '*', scopes: ['admin'] }];
-    }
-    running.server = await buildServer(ctx, {
-      registry: new TokenRegistry(tokens),
-      readiness: (): Record<string, boolean> => (running.workers ? { workers: running.workers.isConsuming() } : {}),
-    });
-    running.url = await running.server.listen({ port: config.port, host: config.host });
-  }
 
   let closed: Promise<void> | null = null;
   running.close = () => {
     closed ??= (async () => {
       await running.server?.close();
       await running.workers?.close(config.shutdownTimeoutMs);
+      await metricsServer?.close();
       await queues.close();
       await orm.close();
     })();

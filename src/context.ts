@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import type { Orm } from './db/orm.js';
-import type { Queues } from './queues/index.js';
+import type { Queues } from './jobs/queues.js';
 import type { Metrics } from './metrics.js';
 
 /** What every role gets from the composition root (src/main.ts). */

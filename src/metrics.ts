@@ -1,6 +1,10 @@
 import { Counter, Histogram, Registry, Gauge, collectDefaultMetrics } from 'prom-client';
-import type { Job } from 'bullmq';
-import type { Queues, QueueName } from './queues/index.js';
+import { UnrecoverableError, type Job } from 'bullmq';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Queues, QueueName } from './jobs/queues.js';
+import { failureCode, TRANSIENT_EXHAUSTED } from './lib/failure-code.js';
 
 /** The process's Prometheus metrics (contract §7). One instance per process, passed down from the composition root. */
 export class Metrics {
@@ -13,10 +17,32 @@ export class Metrics {
   readonly latency = new Histogram({ name: 'pap_accept_to_applied_seconds', help: 'From enqueue (acceptance) to the job finishing', labelNames: ['queue', 'type'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers: [this.registry] });
   readonly emails = new Counter({ name: 'pap_emails_total', help: 'Emails by outcome (sent, failed)', labelNames: ['outcome'], registers: [this.registry] });
   readonly reenqueued = new Counter({ name: 'pap_reconciler_reenqueued_total', help: 'Jobs the reconciler re-enqueued because Redis had lost them', labelNames: ['kind'], registers: [this.registry] });
+  readonly httpRequests = new Counter({ name: 'pap_http_requests_total', help: 'HTTP requests by route pattern (never the raw URL), method and status', labelNames: ['route', 'method', 'status'], registers: [this.registry] });
+  readonly httpDuration = new Histogram({ name: 'pap_http_request_duration_seconds', help: 'HTTP request duration, from receipt to the response sent, by route pattern and method', labelNames: ['route', 'method'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
+  readonly buildInfo = new Gauge({ name: 'pap_build_info', help: 'Always 1; the version of the running service (package.json)', labelNames: ['version'], registers: [this.registry] });
 
   constructor(queues?: Queues) {
     collectDefaultMetrics({ register: this.registry, prefix: 'pap_process_' });
+    // Gauges that prom-client names *_total, against Prometheus' naming rules (promtool check metrics
+    // refuses them); their per-type siblings (…_active_handles{type}, …) sum to the same numbers.
+    for (const n of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`pap_process_nodejs_active_${n}_total`);
+    this.buildInfo.set({ version: SERVICE_VERSION }, 1);
     if (queues) {
+      // One job per queue (a bounded range: LRANGE of one element, one HGETALL), at scrape time.
+      const oldest = new Gauge({
+        name: 'pap_queue_oldest_waiting_seconds',
+        help: 'Age of the oldest job waiting in each queue, 0 when none waits (waiting since it was added, its delay ended or its last attempt started)',
+        labelNames: ['queue'],
+        registers: [this.registry],
+        async collect() {
+          const now = Date.now();
+          await Promise.all(queues.all().map(async (q) => {
+            const jobs = await q.getWaiting(0, 0).catch(() => null);
+            if (!jobs) return oldest.remove({ queue: q.name }); // Redis does not answer: no value rather than a stale one
+            oldest.set({ queue: q.name }, jobs[0] ? Math.max(0, now - waitingSince(jobs[0])) / 1000 : 0);
+          }));
+        },
+      });
       const depth = new Gauge({
         name: 'pap_queue_jobs',
         help: 'Jobs per queue and state',
@@ -33,6 +59,12 @@ export class Metrics {
     }
   }
 
+  /** Records one HTTP request: `route` is the route's pattern (`/v1/commands/:commandId`), never the URL. */
+  recordHttp(route: string, method: string, status: number, seconds: number): void {
+    this.httpRequests.inc({ route, method, status: String(status) });
+    this.httpDuration.observe({ route, method }, seconds);
+  }
+
   /** Records one finished attempt of a job (worker `completed`/`failed` events). */
   recordJob(queue: QueueName, job: Job, outcome: 'completed' | 'failed', final: boolean, err?: Error): void {
     const labels = { queue, type: job.name };
@@ -43,14 +75,58 @@ export class Metrics {
     }
     this.finished.inc({ ...labels, outcome });
     if (job.finishedOn) this.latency.observe(labels, Math.max(0, job.finishedOn - job.timestamp) / 1000);
-    if (outcome === 'failed') this.failures.inc({ ...labels, code: errorCode(err) });
+    if (outcome === 'failed') this.failures.inc({ ...labels, code: failedJobCode(err) });
     // A mail job that found its row already sent (a replay) sent nothing.
     if (queue === 'mail' && !(job.returnvalue as { replayed?: boolean } | null)?.replayed) this.emails.inc({ outcome: outcome === 'completed' ? 'sent' : 'failed' });
   }
 }
 
-/** The code of a failure: `CODE: message` for permanent ones, TRANSIENT_EXHAUSTED otherwise. */
-export function errorCode(err?: Error): string {
-  const m = /^([A-Z][A-Z0-9_]+): /.exec(err?.message ?? '');
-  return m?.[1] ?? 'TRANSIENT_EXHAUSTED';
+/** The code of a job's final failure: a permanent one (UnrecoverableError) carries it, a transient one ran out of attempts. */
+function failedJobCode(err?: Error): string {
+  return err instanceof UnrecoverableError || err?.name === 'UnrecoverableError' ? failureCode(err.message) : TRANSIENT_EXHAUSTED;
+}
+
+/** The service's version (package.json), as `pap_build_info` shows it. */
+export const SERVICE_VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** When a waiting job began to wait: added, its delay over, or (a retry, a stalled job) its last attempt started. */
+function waitingSince(job: Job): number {
+  return Math.max(job.timestamp + (job.delay ?? 0), job.processedOn ?? 0);
+}
+
+export interface MetricsServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * `GET /metrics` on a port of its own (METRICS_PORT), for a process without the api role, so its
+ * job and email counters can be scraped too. Everything else is 404.
+ */
+export async function listenMetrics(registry: Registry, port: number, host: string): Promise<MetricsServer> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found: only GET /metrics is served here.\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port, host }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { address, port: bound } = server.address() as AddressInfo;
+  return {
+    url: `http://${address.includes(':') ? `[${address}]` : address}:${bound}`,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
 }

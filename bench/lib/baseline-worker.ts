@@ -6,7 +6,7 @@
  */
 import { Worker } from 'bullmq';
 import pg from 'pg';
-import { workerConnection } from '../../src/queues/index.js';
+import { workerConnection } from '../../src/jobs/queues.js';
 
 const need = (k: string) => {
   const v = process.env[k];

@@ -3,7 +3,7 @@ import { Queue } from 'bullmq';
 import Cursor from 'pg-cursor';
 import type { Bench } from './context.js';
 import { spawnBaseline, spawnWorker, type Child, type MemReport } from './children.js';
-import { jobIds } from '../../src/queues/index.js';
+import { jobIds } from '../../src/jobs/contracts.js';
 import { deleteKeys, postBatch, postCommand, prefixMemory, usedMemory } from './io.js';
 import { cpuSnapshot, cpuUsage, rssBytes, type CpuUsage } from './procstat.js';
 import { startWaitSampler, type WaitProfile } from './pgwait.js';

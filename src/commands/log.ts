@@ -1,12 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Em, Orm } from '../db/orm.js';
-import type { Queues } from '../queues/index.js';
-import { jobIds } from '../queues/index.js';
-import { HttpError, isDatabaseUnavailable, serviceUnavailable } from './errors.js';
+import type { Queues } from '../jobs/queues.js';
+import { enqueueCommands } from '../jobs/enqueue.js';
+import { deleteWaitingCommands, findCommand, findCommandKeys, insertCommands, listCommandItems, type CommandKey, type CommandState, type StoredError } from '../db/command-log.js';
+import { isDatabaseUnavailable, isDataError } from '../db/errors.js';
+import { IdempotencyKeyReused, IntakeError, ServiceUnavailable, ValidationFailed } from './errors.js';
 import { Coalescer } from '../lib/batcher.js';
-import { canonicalBody, pairTypes, type Command, type CommandType } from './schemas.js';
+import { canonicalBody, isStorableText, pairTypes, type Command, type CommandType } from './schemas.js';
 
-export type CommandState = 'waiting' | 'active' | 'completed' | 'failed';
+export type { CommandState } from '../db/command-log.js';
 
 export interface Accepted {
   commandId: string;
@@ -19,14 +21,17 @@ export interface Accepted {
 
 export const statusUrl = (commandId: string) => `/v1/commands/${encodeURIComponent(commandId)}`;
 
-interface Row { id: string; partnerId: string; tokenName: string | null; type: CommandType; payload: Command; bodyHash: string; issuedAt: Date | null }
+interface Row { id: string; partnerId: string; tokenName: string | null; type: CommandType; payload: Command; bodyHash: string; issuedAt: string | null }
 
-export interface IntakeRequest { partnerId: string; tokenName: string | null; commands: Command[] }
+/** One caller's commands. `batch`: they came as a batch (issue paths are then `commands.{i}.…`). */
+export interface IntakeRequest { partnerId: string; tokenName: string | null; commands: Command[]; batch?: boolean }
 
 /**
- * Writes commands to the command log and enqueues one job each, all or nothing: a 2xx means both
- * the log and the queue have them, and a failure (503) leaves neither. A known commandId with the same body is returned as it is
- * (no second job); with another body the whole call fails with IDEMPOTENCY_KEY_REUSED.
+ * Writes commands to the command log and enqueues one job each, all or nothing: success means both
+ * the log and the queue have them, and a failure leaves neither. A known commandId with the same
+ * body is returned as it is (no second job). Refusals are IntakeError: IdempotencyKeyReused (the
+ * commandId is known with another body), ValidationFailed (Postgres refused a value of the caller's
+ * commands), ServiceUnavailable (the database or the queue cannot take them now).
  */
 export async function acceptCommands(orm: Orm, queues: Queues, input: IntakeRequest): Promise<Accepted[]> {
   const [r] = await acceptGroup(orm, queues, [input]);
@@ -34,11 +39,13 @@ export async function acceptCommands(orm: Orm, queues: Queues, input: IntakeRequ
   return r!;
 }
 
-/** One request of a group reused a commandId with another body: the group is rolled back and its requests are accepted one by one. */
-class GroupConflict extends Error {}
+/** A request of a group failed on its own (a reused commandId, a value Postgres refused): the group is rolled back and its requests are accepted one by one. */
+class GroupMemberFailed extends Error {}
 
-const toRow = (input: IntakeRequest, c: Command): Row => {
+const toRow = (input: IntakeRequest, c: Command, i: number): Row => {
   const commandId = c.commandId ?? randomUUID();
+  const issuedAt = c.issuedAt ? new Date(c.issuedAt) : null;
+  if (issuedAt && Number.isNaN(issuedAt.getTime())) throw new ValidationFailed([{ path: [...(input.batch ? ['commands', i] : []), 'issuedAt'].join('.'), message: 'must be an ISO-8601 instant' }]);
   return {
     id: commandId,
     partnerId: input.partnerId,
@@ -46,42 +53,58 @@ const toRow = (input: IntakeRequest, c: Command): Row => {
     type: c.type,
     payload: { ...c, commandId } as Command,
     bodyHash: createHash('sha256').update(canonicalBody(c)).digest('base64url'),
-    issuedAt: c.issuedAt ? new Date(c.issuedAt) : null,
+    issuedAt: issuedAt?.toISOString() ?? null,
   };
 };
 
+/** The path of the first string (value or key) in `value` that Postgres cannot store, or null. */
+function unstorablePath(value: unknown, path: (string | number)[]): (string | number)[] | null {
+  if (typeof value === 'string') return isStorableText(value) ? null : path;
+  if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) {
+      const found = unstorablePath(v, [...path, i]);
+      if (found) return found;
+    }
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      const found = isStorableText(k) ? unstorablePath(v, [...path, k]) : [...path, k];
+      if (found) return found;
+    }
+  }
+  return null;
+}
+
 /**
- * acceptCommands for several requests at once (group commit: one transaction and one `addBulk` for
+ * The refusal of one request whose rows Postgres refused (a data error, SQLSTATE class 22 or 23):
+ * its own input is at fault, so 400 naming the field when it is text Postgres cannot store.
+ */
+function refusedInput(input: IntakeRequest, cause: unknown): ValidationFailed {
+  for (const [i, c] of input.commands.entries()) {
+    const path = unstorablePath(c, input.batch ? ['commands', i] : []);
+    if (path) return new ValidationFailed([{ path: path.join('.'), message: 'must not contain NUL characters or unpaired surrogates' }], undefined, { cause });
+  }
+  return new ValidationFailed([{ path: '', message: 'a value cannot be stored' }], undefined, { cause });
+}
+
+/**
+ * acceptCommands for several requests at once (group commit: one transaction and one enqueue for
  * all), with one result per request, exactly as if each had been accepted alone, one after the
- * other: a 409 of one request never touches the others (the group is then retried request by
- * request), and a 503 (database or queue unavailable) is thrown for all.
+ * other: a failure of one request (IDEMPOTENCY_KEY_REUSED, a value Postgres refuses, any error that
+ * is not the database being unavailable) never touches the others, since the group is then rolled
+ * back and retried request by request. ServiceUnavailable (database or queue) is thrown for all.
  */
 export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeRequest[]): Promise<(Accepted[] | Error)[]> {
-  const rowsOf = inputs.map((input) => input.commands.map((c) => toRow(input, c)));
-  const rows = rowsOf.flat();
   let outcome: { results: Accepted[][]; toEnqueue: Row[] };
   const em0 = orm.em.fork();
   try {
+    const rowsOf = inputs.map((input) => input.commands.map((c, i) => toRow(input, c, i)));
+    const rows = rowsOf.flat();
     outcome = await em0.transactional(async (em) => {
       // Rows are inserted in arrival order: `seq`, each partner's order of application, follows it.
-      const inserted = await em.execute<{ id: string }[]>(
-        `insert into command (id, partner_id, type, payload, body_hash, issued_at, token_name, enqueued_at)
-         select t.id, t.partner_id, t.type, t.payload, t.body_hash, t.issued_at, t.token_name, now()
-           from jsonb_to_recordset(?::jsonb) as t(id text, partner_id text, type text, payload jsonb, body_hash text, issued_at timestamptz, token_name text)
-         on conflict (id) do nothing
-         returning id`,
-        [JSON.stringify(rows.map((r) => ({ id: r.id, partner_id: r.partnerId, type: r.type, payload: r.payload, body_hash: r.bodyHash, issued_at: r.issuedAt?.toISOString() ?? null, token_name: r.tokenName })))],
-      );
-      const createdIds = new Set(inserted.map((r) => r.id));
+      const createdIds = new Set(await insertCommands(em, rows));
       const existing = rows.filter((r) => !createdIds.has(r.id));
-      const known = new Map<string, { partner_id: string; body_hash: string; state: CommandState }>();
-      if (existing.length) {
-        const found = await em.execute<{ id: string; partner_id: string; body_hash: string; state: CommandState }[]>(
-          'select id, partner_id, body_hash, state from command where id in (select jsonb_array_elements_text(?::jsonb))',
-          [JSON.stringify(existing.map((r) => r.id))],
-        );
-        for (const f of found) known.set(f.id, f);
-      }
+      const known = new Map<string, CommandKey>();
+      for (const f of await findCommandKeys(em, existing.map((r) => r.id))) known.set(f.id, f);
       // In order: the first row of an id that this group inserted is the created one; any later row
       // of that id (same request or a later one) must have the same partner and body.
       const firstOf = new Map<string, Row>();
@@ -94,24 +117,25 @@ export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeReques
           toEnqueue.push(r);
           return { commandId: r.id, type: r.type, state: 'waiting', statusUrl: statusUrl(r.id), created: true };
         }
-        const same = prior ?? { partner_id: (first ?? r).partnerId, body_hash: (first ?? r).bodyHash, state: 'waiting' as const };
-        if (same.partner_id !== r.partnerId || same.body_hash !== r.bodyHash) {
-          if (inputs.length > 1) throw new GroupConflict();
-          throw new HttpError(409, 'IDEMPOTENCY_KEY_REUSED', `commandId "${r.id}" was already used with a different body.`, { commandId: r.id });
+        const same = prior ?? { partnerId: (first ?? r).partnerId, bodyHash: (first ?? r).bodyHash, state: 'waiting' as const };
+        if (same.partnerId !== r.partnerId || same.bodyHash !== r.bodyHash) {
+          if (inputs.length > 1) throw new GroupMemberFailed();
+          throw new IdempotencyKeyReused(r.id);
         }
         return { commandId: r.id, type: r.type, state: same.state, statusUrl: statusUrl(r.id), created: false };
       }));
       return { results, toEnqueue };
     });
   } catch (err) {
-    if (err instanceof GroupConflict) {
-      // One by one, as if they had come alone: each gets its own reply, a 503 included.
+    if (isDatabaseUnavailable(err)) throw new ServiceUnavailable('database', err);
+    if (inputs.length > 1) {
+      // One by one, in arrival order, as if they had come alone: each gets its own reply.
       const each: (Accepted[] | Error)[] = [];
       for (const input of inputs) each.push(await acceptGroup(orm, queues, [input]).then((r) => r[0]!, (e: unknown) => e as Error));
       return each;
     }
-    if (err instanceof HttpError && inputs.length === 1) return [err];
-    if (isDatabaseUnavailable(err)) throw serviceUnavailable('database', err);
+    if (err instanceof IntakeError) return [err];
+    if (isDataError(err)) return [refusedInput(inputs[0]!, err)];
     throw err;
   }
   // Committed first, so a worker never sees a job before its row. If Redis refuses the jobs, the
@@ -119,11 +143,10 @@ export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeReques
   const { results, toEnqueue } = outcome;
   if (toEnqueue.length) {
     try {
-      await queues.commands.addBulk(toEnqueue.map((r) => ({ name: r.type, data: { commandId: r.id }, opts: { jobId: jobIds.command(r.id) } })));
+      await enqueueCommands(queues, toEnqueue);
     } catch (err) {
-      await em0.execute(`delete from command where id in (select jsonb_array_elements_text(?::jsonb)) and state = 'waiting'`, [JSON.stringify(toEnqueue.map((r) => r.id))])
-        .catch(() => undefined);
-      throw serviceUnavailable('queue', err);
+      await deleteWaitingCommands(em0, toEnqueue.map((r) => r.id)).catch(() => undefined);
+      throw new ServiceUnavailable('queue', err);
     }
   }
   return results;
@@ -143,40 +166,34 @@ export interface CommandStatus {
   finishedAt?: string;
   issuedAt?: string;
   result?: unknown;
-  error?: { code: string; message: string };
-  items?: { clientHubId: string; employeeEmail: string; state: CommandState; outcome?: string; error?: { code: string; message: string } }[];
+  error?: StoredError;
+  items?: { clientHubId: string; employeeEmail: string; state: CommandState; outcome?: string; error?: StoredError }[];
 }
 
-const iso = (v: unknown) => (v == null ? undefined : new Date(v as string).toISOString());
+const iso = (v: string | null) => (v == null ? undefined : new Date(v).toISOString());
 
 /** The status of one command, from the command log (never from Redis, which may have forgotten the job). */
 export async function getCommandStatus(em: Em, commandId: string): Promise<CommandStatus | null> {
-  const [row] = await em.execute<Record<string, unknown>[]>(
-    'select id, partner_id, type, state, attempts, created_at, finished_at, issued_at, result, error from command where id = ?',
-    [commandId],
-  );
+  const row = await findCommand(em, commandId);
   if (!row) return null;
   const status: CommandStatus = {
-    commandId: row.id as string,
-    type: row.type as string,
-    partnerId: row.partner_id as string,
-    state: row.state as CommandState,
-    attempts: row.attempts as number,
-    createdAt: iso(row.created_at)!,
+    commandId: row.id,
+    type: row.type,
+    partnerId: row.partnerId,
+    state: row.state,
+    attempts: row.attempts,
+    createdAt: iso(row.createdAt)!,
   };
-  const finishedAt = iso(row.finished_at);
+  const finishedAt = iso(row.finishedAt);
   if (finishedAt) status.finishedAt = finishedAt;
-  const issuedAt = iso(row.issued_at);
+  const issuedAt = iso(row.issuedAt);
   if (issuedAt) status.issuedAt = issuedAt;
   if (row.result != null) status.result = row.result;
-  if (row.error != null) status.error = row.error as { code: string; message: string };
+  if (row.error != null) status.error = row.error;
   if (pairTypes.has(status.type as CommandType)) {
-    const items = await em.execute<{ hub_id: string; email: string; state: CommandState; outcome: string | null; error: { code: string; message: string } | null }[]>(
-      'select hub_id, email, state, outcome, error from command_item where command_id = ? order by idx',
-      [commandId],
-    );
+    const items = await listCommandItems(em, commandId);
     status.items = items.map((i) => ({
-      clientHubId: i.hub_id,
+      clientHubId: i.hubId,
       employeeEmail: i.email,
       state: i.state,
       ...(i.outcome ? { outcome: i.outcome } : {}),

@@ -3,18 +3,63 @@ import { z } from 'zod';
 /** Ids in paths and commands: 1–128 characters of [A-Za-z0-9._:-]. */
 export const idPattern = /^[A-Za-z0-9._:-]{1,128}$/;
 export const commandIdSchema = z.string().regex(idPattern, 'must be 1–128 characters of [A-Za-z0-9._:-]');
+
+/**
+ * Text that Postgres can store: no NUL and no lone UTF-16 surrogate. Every string of every command
+ * is checked (see `command`), so such text is refused with 400 at validation instead of failing
+ * the insert of a whole group of requests.
+ */
+export const isStorableText = (s: string): boolean => !s.includes('\u0000') && s.isWellFormed();
+
+/** One line: no control character (CR, LF, tab, DEL, C1…) and no Unicode line or paragraph separator. NUL is left to the storable check, which names it. */
+const oneLine = /^[^\x01-\x1f\x7f-\x9f\u2028\u2029]*$/;
+const oneLineMessage = 'must be one line without control characters';
+/** Single-line text that may be empty (client-info fields). */
+const line = (max: number) => z.string().max(max).regex(oneLine, oneLineMessage);
+/** Single-line text, trimmed, not empty: names, subjects, products. They may end up in mail headers. */
+const text = (max: number) => z.string().trim().min(1).max(max).regex(oneLine, oneLineMessage);
+/** Multi-line text (an email body): line breaks allowed. */
+const paragraphs = (max: number) => z.string().trim().min(1).max(max);
+
 const hubId = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'must be characters of [A-Za-z0-9._:-]');
-/** Emails are case-insensitive: stored and compared lower-cased. */
+/** Emails are case-insensitive: stored and compared lower-cased. A strict shape (no spaces, no CR/LF, a dotted domain). */
 const email = z.email().max(254).transform((s) => s.toLowerCase());
-const text = (max: number) => z.string().trim().min(1).max(max);
-const isoDate = z.iso.date();
+/** YYYY-MM-DD of a real day from year 0001 (Postgres has no year 0). */
+const isoDate = z.iso.date().refine((d) => !d.startsWith('0000'), 'must be a date from year 0001');
+/** An ISO-8601 instant with offset whose UTC year is 0001–9999 (what a timestamptz column takes). */
+const instant = z.iso.datetime({ offset: true }).refine((v) => {
+  const year = new Date(v).getUTCFullYear();
+  return year >= 1 && year <= 9999;
+}, 'must be an instant between the years 0001 and 9999');
 const money = z.number().finite().min(-1e11).max(1e11);
 const person = z.object({ name: text(200), email }).strict();
 
 const base = {
   commandId: commandIdSchema.optional(),
-  issuedAt: z.iso.datetime({ offset: true }).optional(),
+  issuedAt: instant.optional(),
 };
+/** The fields every command may carry besides its own: the envelope. */
+const envelopeKeys: ReadonlySet<string> = new Set(['type', ...Object.keys(base)]);
+
+/** Adds an issue for every string (at any depth) that Postgres cannot store, with its path. */
+function refuseUnstorable(value: unknown, ctx: z.RefinementCtx, path: (string | number)[] = []): void {
+  if (typeof value === 'string') {
+    if (!isStorableText(value)) ctx.addIssue({ code: 'custom', path, message: 'must not contain NUL characters or unpaired surrogates', input: value });
+  } else if (Array.isArray(value)) {
+    value.forEach((v, i) => refuseUnstorable(v, ctx, [...path, i]));
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) refuseUnstorable(v, ctx, [...path, k]);
+  }
+}
+
+/**
+ * One command's schema: the envelope, the type literal, the fields; strict; every string storable.
+ * The storable check walks the parsed value only once it has the schema's shape (no other issue),
+ * so it never walks an arbitrarily deep value sent in a wrong or unknown field.
+ */
+const command = <T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
+  z.object({ ...base, type: z.literal(type), ...shape }).strict()
+    .superRefine((v, ctx) => refuseUnstorable(v, ctx), { when: (payload) => payload.issues.length === 0 });
 
 /** A pair command: every client × every employee, at most 1000 pairs. */
 const pairs = {
@@ -30,15 +75,15 @@ const maxPairs = (v: { clientHubIds: string[]; employeeEmails: string[] }, ctx: 
 /** Client information shown by GET /clients/{hubId} (contract §5), all optional. */
 const clientInfo = {
   companyInfo: z.object({
-    domain: z.string().max(253).optional(),
-    industry: z.string().max(200).optional(),
+    domain: line(253).optional(),
+    industry: line(200).optional(),
     employees: z.number().int().min(0).max(10_000_000).optional(),
-    country: z.string().max(100).optional(),
-    city: z.string().max(200).optional(),
+    country: line(100).optional(),
+    city: line(200).optional(),
   }).strict().optional(),
-  subscriptions: z.array(z.object({ product: text(200), tier: z.string().max(100).optional(), mrr: money.optional() }).strict()).max(100).optional(),
-  contactTier: z.string().max(100).optional(),
-  emailTier: z.string().max(100).optional(),
+  subscriptions: z.array(z.object({ product: text(200), tier: line(100).optional(), mrr: money.optional() }).strict()).max(100).optional(),
+  contactTier: line(100).optional(),
+  emailTier: line(100).optional(),
   renewalOwner: person.optional(),
   renewalRep: person.optional(),
   currentSubscription: z.object({ name: text(200), mrr: money.optional(), endsOn: isoDate.optional() }).strict().optional(),
@@ -49,13 +94,11 @@ const clientInfo = {
 export const clientInfoKeys = Object.keys(clientInfo) as (keyof typeof clientInfo)[];
 
 export const commandSchemas = {
-  'partner.upsert': z.object({ ...base, type: z.literal('partner.upsert'), name: text(200), emailDomains: z.array(z.string().min(1).max(253)).max(50).optional(), team: z.object({ channelAccountManager: person.optional(), channelConsultant: person.optional() }).strict().optional() }).strict(),
-  'employee.tag': z.object({ ...base, type: z.literal('employee.tag'), email, name: text(200).optional() }).strict(),
-  'employee.untag': z.object({ ...base, type: z.literal('employee.untag'), email }).strict(),
-  'employee.remove': z.object({ ...base, type: z.literal('employee.remove'), email }).strict(),
-  'client.upsert': z.object({
-    ...base,
-    type: z.literal('client.upsert'),
+  'partner.upsert': command('partner.upsert', { name: text(200), emailDomains: z.array(line(253).min(1)).max(50).optional(), team: z.object({ channelAccountManager: person.optional(), channelConsultant: person.optional() }).strict().optional() }),
+  'employee.tag': command('employee.tag', { email, name: text(200).optional() }),
+  'employee.untag': command('employee.untag', { email }),
+  'employee.remove': command('employee.remove', { email }),
+  'client.upsert': command('client.upsert', {
     hubId,
     name: text(200),
     contactEmail: email,
@@ -65,23 +108,111 @@ export const commandSchemas = {
     renewalDate: isoDate.optional(),
     portalUserEmails: z.array(email).max(1000).optional(),
     ...clientInfo,
-  }).strict(),
-  'client.terminate': z.object({ ...base, type: z.literal('client.terminate'), hubId }).strict(),
-  'access.assign': z.object({ ...base, type: z.literal('access.assign'), ...pairs }).strict().superRefine(maxPairs),
-  'access.grant': z.object({ ...base, type: z.literal('access.grant'), clientHubId: hubId, employeeEmail: email }).strict(),
-  'access.revoke': z.object({ ...base, type: z.literal('access.revoke'), ...pairs }).strict().superRefine(maxPairs),
-  'sale.record': z.object({ ...base, type: z.literal('sale.record'), saleId: z.string().regex(idPattern), clientHubId: hubId, closedOn: isoDate, mrr: money }).strict(),
-  'client.churn': z.object({ ...base, type: z.literal('client.churn'), clientHubId: hubId, on: isoDate }).strict(),
-  'credit.recalculate': z.object({ ...base, type: z.literal('credit.recalculate'), month: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be YYYY-MM').optional() }).strict(),
-  'team.email': z.object({ ...base, type: z.literal('team.email'), to: z.enum(['channelAccountManager', 'channelConsultant']), subject: text(200), body: text(20_000) }).strict(),
+  }),
+  'client.terminate': command('client.terminate', { hubId }),
+  'access.assign': command('access.assign', pairs).superRefine(maxPairs),
+  'access.grant': command('access.grant', { clientHubId: hubId, employeeEmail: email }),
+  'access.revoke': command('access.revoke', pairs).superRefine(maxPairs),
+  'sale.record': command('sale.record', { saleId: z.string().regex(idPattern), clientHubId: hubId, closedOn: isoDate, mrr: money }),
+  'client.churn': command('client.churn', { clientHubId: hubId, on: isoDate }),
+  'credit.recalculate': command('credit.recalculate', { month: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be YYYY-MM').optional() }),
+  'team.email': command('team.email', { to: z.enum(['channelAccountManager', 'channelConsultant']), subject: text(200), body: paragraphs(20_000) }),
 } as const;
 
 export type CommandType = keyof typeof commandSchemas;
 export const commandTypes = Object.keys(commandSchemas) as CommandType[];
-/** Commands only an `admin` token may post. */
-export const adminOnlyTypes: ReadonlySet<CommandType> = new Set(['partner.upsert']);
+/** Whether a value names a command type: an own key of the table, never an inherited one (`toString`, `__proto__`). */
+export const isCommandType = (v: unknown): v is CommandType => typeof v === 'string' && Object.hasOwn(commandSchemas, v);
+/** The `type` of a raw command: its own property only. */
+const typeOf = (raw: object): unknown => (Object.hasOwn(raw, 'type') ? (raw as { type: unknown }).type : undefined);
 /** Commands applied pair by pair, each pair its own job with its own outcome. */
 export const pairTypes: ReadonlySet<CommandType> = new Set(['access.assign', 'access.revoke']);
+
+/** The token scopes that decide which commands a token may post (contract §3). `admin` holds them all. */
+export type CommandScope = 'commands:write' | 'clients:sync' | 'admin';
+
+/** Who may post one command type. */
+export interface CommandRule {
+  /** A token needs one of these scopes to post the type at all. */
+  readonly scopes: readonly CommandScope[];
+  /**
+   * When set, a token without `clients:sync` may send only these fields (and the envelope:
+   * `type`, `commandId`, `issuedAt`); every other field of the type is a platform fact.
+   */
+  readonly partnerFields?: readonly string[];
+}
+
+const partner: CommandRule = { scopes: ['commands:write'] };
+const platform: CommandRule = { scopes: ['clients:sync'] };
+
+/**
+ * Property-level authorization (contract §3), the one table used by the HTTP intake (single and
+ * batch) and the TypeScript producer. A partner token (`commands:write`) acts for the partner: its
+ * people and its relationships. Facts about clients (contact, locale, MRR, products, renewal, portal
+ * users, client info), sales, churn and grants come from the platform (`clients:sync`). A new
+ * `client.upsert` field is a platform fact unless it is added to `partnerFields`.
+ */
+export const commandPolicy: { readonly [K in CommandType]: CommandRule } = {
+  'partner.upsert': { scopes: ['admin'] },
+  'employee.tag': partner,
+  'employee.untag': partner,
+  'employee.remove': partner,
+  'client.upsert': { scopes: ['commands:write', 'clients:sync'], partnerFields: ['hubId', 'name'] },
+  'client.terminate': partner,
+  'access.assign': partner,
+  'access.grant': platform,
+  'access.revoke': partner,
+  'sale.record': platform,
+  'client.churn': platform,
+  'credit.recalculate': partner,
+  'team.email': partner,
+};
+
+/** Every scope that may post some command: what `POST …/commands` asks of a token before it looks at the body. */
+export const postingScopes: readonly CommandScope[] = [...new Set(Object.values(commandPolicy).flatMap((r) => r.scopes))].filter((s) => s !== 'admin');
+
+/** The fields of a type that need `clients:sync` (empty when the type has no partner-only subset). */
+export function platformFieldsOf(type: CommandType): string[] {
+  const rule: CommandRule = commandPolicy[type];
+  if (!rule.partnerFields) return [];
+  const allowed = new Set(rule.partnerFields);
+  return Object.keys(commandSchemas[type].shape).filter((k) => !envelopeKeys.has(k) && !allowed.has(k));
+}
+
+/** Why one command may not be posted with these scopes, or null. An unknown type is left to validation (400). */
+function commandRefusal(scopes: readonly string[], raw: unknown): { message: string; fields?: string[] } | null {
+  if (scopes.includes('admin') || typeof raw !== 'object' || raw === null || Array.isArray(raw)) return null;
+  const type = typeOf(raw);
+  if (!isCommandType(type)) return null;
+  const rule: CommandRule = commandPolicy[type];
+  if (!rule.scopes.some((s) => scopes.includes(s))) {
+    return { message: `Posting ${type} needs the ${rule.scopes.map((s) => `"${s}"`).join(' or ')} scope.` };
+  }
+  if (!rule.partnerFields || scopes.includes('clients:sync')) return null;
+  const restricted = new Set(platformFieldsOf(type));
+  const fields = Object.entries(raw).filter(([k, v]) => v !== undefined && restricted.has(k)).map(([k]) => k).sort();
+  if (!fields.length) return null;
+  return { message: `Only a token with the "clients:sync" scope may set the platform's facts of ${type}: ${fields.join(', ')}.`, fields };
+}
+
+/**
+ * Why a token with these scopes may not post these commands (all or nothing, checked before
+ * validation), as the body of a 403 FORBIDDEN: the refused fields (`fields`, sorted) and, for a
+ * batch, the indexes of the refused commands (`commands`). Null when every command may be posted.
+ */
+export function commandsRefusal(scopes: readonly string[], raws: readonly unknown[], opts: { batch: boolean }): { message: string; details: Record<string, unknown> } | null {
+  const refused = raws.flatMap((raw, index) => {
+    const r = commandRefusal(scopes, raw);
+    return r ? [{ index, ...r }] : [];
+  });
+  const first = refused[0];
+  if (!first) return null;
+  const fields = [...new Set(refused.flatMap((r) => r.fields ?? []))].sort();
+  const details: Record<string, unknown> = fields.length ? { fields } : {};
+  if (!opts.batch) return { message: first.message, details };
+  const more = refused.length > 1 ? ` (and ${refused.length - 1} more refused command${refused.length > 2 ? 's' : ''})` : '';
+  return { message: `commands.${first.index}: ${first.message}${more} Nothing was accepted.`, details: { ...details, commands: refused.map((r) => r.index) } };
+}
 
 export type Command = { [K in CommandType]: z.infer<typeof commandSchemas[K]> }[CommandType];
 export type CommandOf<K extends CommandType> = z.infer<typeof commandSchemas[K]>;
@@ -105,14 +236,14 @@ export function toIssues(error: z.ZodError, prefix: (string | number)[] = []): I
 
 /** Validates one command; the discriminator is checked first so an unknown type gets one clear issue. */
 export function parseCommand(raw: unknown, prefix: (string | number)[] = []): { ok: true; command: Command } | { ok: false; issues: Issue[] } {
-  const type = (raw as { type?: unknown } | null)?.type;
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return { ok: false, issues: [{ path: prefix.join('.'), message: 'must be a JSON object' }] };
   }
-  if (typeof type !== 'string' || !(type in commandSchemas)) {
+  const type = typeOf(raw);
+  if (!isCommandType(type)) {
     return { ok: false, issues: [{ path: [...prefix, 'type'].join('.'), message: `must be one of ${commandTypes.join(', ')}` }] };
   }
-  const parsed = commandSchemas[type as CommandType].safeParse(raw);
+  const parsed = commandSchemas[type].safeParse(raw);
   if (!parsed.success) return { ok: false, issues: toIssues(parsed.error, prefix) };
   return { ok: true, command: parsed.data as Command };
 }

@@ -1,25 +1,41 @@
+import { fileURLToPath } from 'node:url';
 import { MikroORM, type EntityManager, type Options } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
 import pg from 'pg';
 import { entities } from './entities.js';
-import { Migration20261122000001Initial } from './migrations/Migration20261122000001_initial.js';
-import { Migration20261123000001PairRanges } from './migrations/Migration20261123000001_pair_ranges.js';
 
-export type Em = EntityManager;
-export type Orm = MikroORM;
+/**
+ * An EntityManager that knows the schema's entities, so `em.getKysely()` is typed from them
+ * (tables by SQL name, columns by column name: `em.getKysely().selectFrom('command').select('seq')`).
+ */
+export type Em = EntityManager & { readonly '~entities'?: typeof entities };
+export type Orm = MikroORM<EntityManager, typeof entities>;
 
-export const migrationsList = [
-  { name: 'Migration20261122000001_initial', class: Migration20261122000001Initial },
-  { name: 'Migration20261123000001_pair_ranges', class: Migration20261123000001PairRanges },
-];
+/**
+ * The folder of the migrations. MikroORM discovers them there (sorted by file name, which starts
+ * with the timestamp), so `npm run db:migration:create` followed by `npm run db:migrate` just works:
+ * no list to keep. A migration's name in `mikro_orm_migrations` is its file name without extension.
+ */
+export const migrationsPath = fileURLToPath(new URL('./migrations', import.meta.url));
 
 /** The MikroORM options for a database URL (also used by the CLI config). */
-export function ormOptions(databaseUrl: string, poolMax = 20): Options {
+export function ormOptions(databaseUrl: string, poolMax = 20): Options<EntityManager, typeof entities> {
   return {
     clientUrl: databaseUrl,
     entities,
     extensions: [Migrator],
-    migrations: { migrationsList, transactional: true, allOrNothing: true, snapshot: false, silent: true, path: 'src/db/migrations', pathTs: 'src/db/migrations' },
+    migrations: {
+      path: migrationsPath,
+      pathTs: migrationsPath,
+      glob: '!(*.d).{js,ts}',
+      emit: 'ts',
+      transactional: true,
+      allOrNothing: true,
+      // No snapshot file: `migration:create` and `migration:check` diff the entities against the
+      // live database, the one truth there is.
+      snapshot: false,
+      silent: true,
+    },
     pool: { min: 0, max: poolMax },
     debug: false,
     allowGlobalContext: false,
@@ -45,6 +61,21 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
     }
   } finally {
     await client.end();
+  }
+}
+
+/**
+ * Connects to the server's `postgres` database and disconnects: throws the driver's error when the
+ * server does not answer within `timeoutMs` (start-up says which service is down, not a stack trace).
+ */
+export async function checkDatabaseServer(databaseUrl: string, timeoutMs = 3000): Promise<void> {
+  const url = new URL(databaseUrl);
+  url.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: timeoutMs });
+  try {
+    await client.connect();
+  } finally {
+    await client.end().catch(() => undefined);
   }
 }
 

@@ -1,9 +1,11 @@
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import { loadConfig } from '../../config/index.js';
 import { getCommandStatus } from '../commands/log.js';
 import { openOrm } from '../db/orm.js';
-import { errorCode } from '../metrics.js';
-import { createQueues, QUEUES, type QueueName } from '../queues/index.js';
+import { findCommand } from '../db/command-log.js';
+import { failureCode } from '../lib/failure-code.js';
+import { createQueues, QUEUES, type QueueName } from '../jobs/queues.js';
 import { reconcileOnce } from '../workers/reconciler.js';
 import { createLogger } from '../app.js';
 
@@ -14,17 +16,76 @@ const usage = `npm run ops -- <command> [options]
   reenqueue                                       re-enqueue unfinished commands, pairs and emails whose job Redis lost
   history <commandId>                             a command's status, items and audit fields from the command log
 
+  --json    one JSON document on stdout instead of lines
+
+Which Redis, queue prefix and Postgres: the service's own variables (REDIS_URL, QUEUE_PREFIX,
+DATABASE_URL), read from this shell's environment exactly as the service reads them; the CLI prints
+them (to stderr) before anything else. It refuses to go on (exit 2) when no queue of the service
+exists under that prefix on that Redis (the service writes <prefix>:<queue>:meta when it starts),
+and lists the prefixes it does find there instead of picking one.
+
 Queues: ${Object.values(QUEUES).join(', ')}.`;
+
+/** A URL as shown to the operator: the password masked. */
+const shown = (url: string) => {
+  const u = new URL(url);
+  if (u.password) u.password = '***';
+  return u.toString();
+};
+
+/**
+ * Whether the service's queues live under `prefix` on this Redis: their BullMQ meta (or id) keys.
+ * When they do not, the prefixes that do hold a `commands` queue there (a bounded SCAN), so the
+ * operator can set QUEUE_PREFIX; the CLI never picks one itself. Read-only.
+ */
+async function findQueues(redisUrl: string, prefix: string): Promise<{ present: boolean; others: string[] }> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    const keys = Object.values(QUEUES).flatMap((q) => [`${prefix}:${q}:meta`, `${prefix}:${q}:id`]);
+    if ((await redis.exists(...keys)) > 0) return { present: true, others: [] };
+    const others = new Set<string>();
+    let cursor = '0';
+    for (let round = 0; round < 200; round++) {
+      const [next, found] = await redis.scan(cursor, 'MATCH', `*:${QUEUES.commands}:meta`, 'COUNT', 1000);
+      for (const k of found) others.add(k.slice(0, -`:${QUEUES.commands}:meta`.length));
+      cursor = next;
+      if (cursor === '0' || others.size > 50) break;
+    }
+    const sorted = [...others].sort();
+    return { present: false, others: sorted.length > 50 ? [...sorted.slice(0, 50), '(and more)'] : sorted };
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** The operators' CLI: chase failed jobs by code, retry them, repair lost jobs, read a command's history. */
 async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { queue: { type: 'string' }, code: { type: 'string' }, limit: { type: 'string', default: '1000' }, help: { type: 'boolean', short: 'h' } } });
+  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { queue: { type: 'string' }, code: { type: 'string' }, limit: { type: 'string', default: '1000' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } } });
   const [cmd, arg] = positionals;
   if (!cmd || values.help) {
     console.log(usage);
     return cmd ? 0 : 2;
   }
-  const config = loadConfig(process.env);
+  const env = process.env;
+  const config = loadConfig(env);
+  const from = (key: string) => (env[key] ? key : `default, ${key} not set`);
+  const target = { redis: shown(config.redisUrl), queuePrefix: config.queuePrefix, postgres: shown(config.databaseUrl) };
+  console.error(`ops: Redis ${target.redis} (${from('REDIS_URL')}), queue prefix "${target.queuePrefix}" (${from('QUEUE_PREFIX')}), Postgres ${target.postgres} (${from('DATABASE_URL')})`);
+  if (cmd !== 'history') {
+    const found = await findQueues(config.redisUrl, config.queuePrefix).catch((err: Error) => {
+      console.error(`ops: Redis at ${target.redis} does not answer (${err.message}).`);
+      return null;
+    });
+    if (!found) return 3;
+    if (!found.present) {
+      console.error(`ops: no queue of the service under prefix "${config.queuePrefix}" on ${target.redis}; ` +
+        (found.others.length ? `queue prefixes found there: ${found.others.join(', ')}. ` : 'no queue prefix of this service was found on that Redis database. ') +
+        'Set QUEUE_PREFIX and REDIS_URL to the values the service runs with; the CLI does not guess.');
+      return 2;
+    }
+  }
   const logger = createLogger('warn');
   const orm = await openOrm(config.databaseUrl, { migrate: false, poolMax: 2 });
   const queues = await createQueues(config.redisUrl, config.queuePrefix);
@@ -32,27 +93,31 @@ async function main(argv: string[]): Promise<number> {
     const limit = Math.max(1, Math.min(100_000, Number(values.limit) || 1000));
     const selected = queues.all().filter((q) => !values.queue || q.name === (values.queue as QueueName));
     if (cmd === 'failed' || cmd === 'retry') {
+      const rows: { queue: string; jobId: string | undefined; code: string; reason: string; retried: boolean }[] = [];
       let n = 0;
       for (const q of selected) {
         for (let start = 0; n < limit; start += 500) {
           const jobs = await q.getFailed(start, start + 499);
           if (!jobs.length) break;
           for (const job of jobs) {
-            const code = errorCode(new Error(job.failedReason ?? ''));
+            const code = failureCode(job.failedReason);
             if (values.code && code !== values.code) continue;
             if (cmd === 'retry') await job.retry('failed');
-            console.log([q.name, job.id, code, job.failedReason ?? '', cmd === 'retry' ? 'retried' : ''].filter(Boolean).join('\t'));
+            rows.push({ queue: q.name, jobId: job.id, code, reason: job.failedReason ?? '', retried: cmd === 'retry' });
+            if (!values.json) console.log([q.name, job.id, code, job.failedReason ?? '', cmd === 'retry' ? 'retried' : ''].filter(Boolean).join('\t'));
             if (++n >= limit) break;
           }
           if (jobs.length < 500) break;
         }
       }
-      console.log(`${n} job(s) ${cmd === 'retry' ? 'retried' : 'failed'}`);
+      if (values.json) console.log(JSON.stringify({ ...target, jobs: rows, count: n }));
+      else console.log(`${n} job(s) ${cmd === 'retry' ? 'retried' : 'failed'}`);
       return 0;
     }
     if (cmd === 'reenqueue') {
       const r = await reconcileOnce({ config: { ...config, reconcileGraceMs: 0 }, orm, queues, logger }, limit);
-      console.log(`re-enqueued: ${r.commands} command(s), ${r.pairs} pair(s), ${r.mail} email(s)`);
+      if (values.json) console.log(JSON.stringify({ ...target, reenqueued: r }));
+      else console.log(`re-enqueued: ${r.commands} command(s), ${r.pairs} pair(s), ${r.mail} email(s)`);
       return 0;
     }
     if (cmd === 'history' && arg) {
@@ -61,8 +126,8 @@ async function main(argv: string[]): Promise<number> {
         console.error(`no command ${arg}`);
         return 1;
       }
-      const [audit] = await orm.em.fork().execute<{ token_name: string | null; payload: unknown; started_at: string | null }[]>('select token_name, payload, started_at from command where id = ?', [arg]);
-      console.log(JSON.stringify({ ...status, who: audit?.token_name ?? null, startedAt: audit?.started_at ?? null, command: audit?.payload }, null, 2));
+      const audit = await findCommand(orm.em.fork(), arg);
+      console.log(JSON.stringify({ ...status, who: audit?.tokenName ?? null, startedAt: audit?.startedAt ?? null, command: audit?.payload }, null, 2));
       return 0;
     }
     console.error(usage);

@@ -2,10 +2,11 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { AppContext } from '../context.js';
 import { parseCommand, pairTypes, type Command, type CommandType } from '../commands/schemas.js';
 import type { Em } from '../db/orm.js';
-import { classify, PermanentError, toUnrecoverable } from './failures.js';
-import { handlers, type HandlerEnv, type HandlerResult } from './handlers.js';
-import { enqueueMail } from './outbox.js';
-import { jobIds } from '../queues/index.js';
+import { completeCommand, failCommand, loadCommand as loadCommandRow, lockCommand, startCommand } from '../db/command-progress.js';
+import { handlers, type HandlerEnv, type HandlerResult } from '../commands/handlers.js';
+import { enqueueMailAfterCommit } from '../jobs/enqueue.js';
+import { classify, payloadOf, PermanentError, toUnrecoverable } from './failures.js';
+import { mustWait, wakeNext } from './command-order.js';
 import { fanOutPairs } from './pairs.js';
 
 export interface LoadedCommand {
@@ -21,36 +22,28 @@ export interface LoadedCommand {
 
 /** Loads a command from the log and re-validates its payload (a forged or corrupt row fails at once). */
 export async function loadCommand(em: Em, commandId: string): Promise<LoadedCommand | null> {
-  const [row] = await em.execute<{ id: string; partner_id: string; type: CommandType; payload: unknown; state: string; result: unknown; issued_at: string | null; seq: string }[]>(
-    'select id, seq, partner_id, type, payload, state, result, issued_at from command where id = ?',
-    [commandId],
-  );
+  const row = await loadCommandRow(em, commandId);
   if (!row) return null;
   const parsed = parseCommand(row.payload);
   if (!parsed.ok) throw new PermanentError('VALIDATION_FAILED', `stored command is invalid: ${parsed.issues.map((i) => `${i.path} ${i.message}`).join('; ')}`);
-  return { id: row.id, partnerId: row.partner_id, type: row.type, command: parsed.command, state: row.state, result: row.result, issuedAt: row.issued_at ? new Date(row.issued_at) : null, seq: String(row.seq) };
+  return { id: row.id, partnerId: row.partner_id, type: row.type as CommandType, command: parsed.command, state: row.state, result: row.result, issuedAt: row.issued_at ? new Date(row.issued_at) : null, seq: String(row.seq) };
 }
 
 /** Runs one non-pair handler in one transaction with the command row locked; marks it completed. Exported for the run-twice tests. */
 export async function runHandler(em: Em, cmd: LoadedCommand, env: HandlerEnv): Promise<HandlerResult & { replayed: boolean }> {
   return em.transactional(async (tx) => {
-    const [locked] = await tx.execute<{ state: string; result: Record<string, unknown> }[]>('select state, result from command where id = ? for update', [cmd.id]);
+    const locked = await lockCommand(tx, cmd.id);
     if (locked?.state === 'completed') return { result: locked.result, outboxIds: [], replayed: true };
     const handler = handlers[cmd.type as keyof typeof handlers] as (tx: Em, c: Command, env: HandlerEnv) => Promise<HandlerResult>;
     const out = await handler(tx, cmd.command, env);
-    await tx.execute(`update command set state = 'completed', result = ?::jsonb, error = null, finished_at = now() where id = ?`, [JSON.stringify(out.result), cmd.id]);
+    await completeCommand(tx, cmd.id, out.result);
     return { ...out, replayed: false };
   });
 }
 
-async function hasEarlierUnfinished(em: Em, cmd: LoadedCommand): Promise<boolean> {
-  const rows = await em.execute(`select 1 from command where partner_id = ? and seq < ? and state in ('waiting', 'active') limit 1`, [cmd.partnerId, cmd.seq]);
-  return rows.length > 0;
-}
-
 /** Marks a command failed with its code (kept on the log for GET /v1/commands/{id}). */
 export async function markCommandFailed(em: Em, commandId: string, error: { code: string; message: string }): Promise<void> {
-  await em.execute(`update command set state = 'failed', error = ?::jsonb, finished_at = now() where id = ? and state <> 'completed' and items_total = 0`, [JSON.stringify(error), commandId]);
+  await failCommand(em, commandId, error);
 }
 
 /**
@@ -59,8 +52,7 @@ export async function markCommandFailed(em: Em, commandId: string, error: { code
  * anything else is thrown and retried with backoff. Pair commands fan out into `pairs` jobs.
  */
 export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'data' | 'moveToDelayed' | 'timestamp'>, token?: string): Promise<unknown> {
-  const commandId = (job.data as { commandId?: unknown } | null)?.commandId;
-  if (typeof commandId !== 'string') throw new UnrecoverableError('VALIDATION_FAILED: job data has no commandId');
+  const { commandId } = payloadOf('command', job.data);
   const em = ctx.orm.em.fork();
   let cmd: LoadedCommand | null;
   try {
@@ -78,20 +70,16 @@ export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'data' |
   // Per-partner FIFO: commands of one partner apply in the order they were accepted (a tag after
   // its partner.upsert, an assign after its client.upsert); partners proceed in parallel.
   // The finishing predecessor promotes this job (wakeNext); the delay is only a fallback.
-  if (token && (await hasEarlierUnfinished(em, cmd))) {
+  if (token && (await mustWait(em, cmd))) {
     const waited = Date.now() - (job.timestamp ?? Date.now());
     await job.moveToDelayed(Date.now() + Math.min(10_000, Math.max(500, waited / 2)), token);
     throw new DelayedError();
   }
-  await em.execute(
-    `update command set state = case when state = 'waiting' then 'active' else state end, attempts = attempts + 1, started_at = coalesce(started_at, now())
-      where id = ? and state <> 'completed'`,
-    [commandId],
-  );
-  if (pairTypes.has(cmd.type)) return fanOutPairs(ctx, em, cmd);
+  await startCommand(em, commandId);
+  if (pairTypes.has(cmd.type)) return fanOutPairs(ctx, em, { id: cmd.id, type: cmd.type, command: cmd.command as { clientHubIds: string[]; employeeEmails: string[] } });
   try {
     const out = await runHandler(em, cmd, { partnerId: cmd.partnerId, commandId, issuedAt: cmd.issuedAt, now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
-    await enqueueMail(ctx, out.outboxIds);
+    await enqueueMailAfterCommit(ctx, out.outboxIds);
     await wakeNext(ctx, cmd.partnerId, cmd.seq);
     return out.result;
   } catch (err) {
@@ -102,23 +90,5 @@ export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'data' |
       throw toUnrecoverable(f);
     }
     throw err;
-  }
-}
-
-/**
- * A command of the partner finished: promote the partner's next waiting command, whose job is
- * delayed while it waits for its turn. Best effort: the delayed job wakes up by itself anyway.
- */
-export async function wakeNext(ctx: Pick<AppContext, 'orm' | 'queues'>, partnerId: string, seq: string): Promise<void> {
-  try {
-    const [next] = await ctx.orm.em.fork().execute<{ id: string }[]>(
-      `select id from command where partner_id = ? and seq > ? and state in ('waiting', 'active') order by seq limit 1`,
-      [partnerId, seq],
-    );
-    if (!next) return;
-    const job = await ctx.queues.commands.getJob(jobIds.command(next.id));
-    if (job && (await job.isDelayed())) await job.promote();
-  } catch {
-    /* the job is not delayed (any more), or Redis blinked: its fallback delay wakes it */
   }
 }

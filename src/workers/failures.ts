@@ -1,6 +1,8 @@
 import { UnrecoverableError } from 'bullmq';
 import { DomainError } from '../domain/errors.js';
-import { isDatabaseUnavailable } from '../commands/errors.js';
+import { isDatabaseUnavailable, sqlState } from '../db/errors.js';
+import { formatFailure } from '../lib/failure-code.js';
+import { parsePayload, type JobData, type JobKind } from '../jobs/contracts.js';
 
 /** A failure that retrying cannot fix, outside the domain rules (SMTP 5xx, a forged job). */
 export class PermanentError extends Error {
@@ -28,7 +30,25 @@ export function classify(err: unknown): FailureKind {
 
 /** The error BullMQ sees for a permanent failure: fails the job at once, message `CODE: message`. */
 export function toUnrecoverable(f: { code: string; message: string }): UnrecoverableError {
-  return new UnrecoverableError(`${f.code}: ${f.message}`);
+  return new UnrecoverableError(formatFailure(f));
+}
+
+/** Whether BullMQ fails the job at once for this error, whatever attempts are left. */
+export const isUnrecoverable = (err: Error) => err instanceof UnrecoverableError || err.name === 'UnrecoverableError';
+
+/**
+ * A job's payload, parsed with its contract (jobs/contracts.ts). A payload that does not fit (a job
+ * forged into Redis, a corrupt one) fails the job at once: `VALIDATION_FAILED: …`.
+ */
+export function payloadOf<K extends JobKind>(kind: K, data: unknown): JobData<K> {
+  const r = parsePayload(kind, data);
+  if (!r.ok) throw toUnrecoverable({ code: 'VALIDATION_FAILED', message: r.message });
+  return r.data;
+}
+
+/** Whether a database error is a unique violation of `constraint` (by its SQLSTATE and constraint name, never its text). */
+export function isUniqueViolation(err: unknown, constraint: string): boolean {
+  return sqlState(err) === '23505' && (err as { constraint?: unknown }).constraint === constraint;
 }
 
 /**
@@ -37,6 +57,5 @@ export function toUnrecoverable(f: { code: string; message: string }): Unrecover
  * member as a batch is when a row of it fails (a unique violation, a value out of range).
  */
 export function isTransientDatabaseError(err: unknown): boolean {
-  const code = (err as { code?: string } | null)?.code ?? '';
-  return isDatabaseUnavailable(err) || ['40001', '40P01', '55P03'].includes(code);
+  return isDatabaseUnavailable(err) || ['40001', '40P01', '55P03'].includes(sqlState(err));
 }

@@ -1,10 +1,14 @@
-import { Worker, UnrecoverableError, type Job, type Processor } from 'bullmq';
+import { Worker, type Job, type Processor } from 'bullmq';
 import type { AppContext } from '../context.js';
 import { createTransport } from '../mail/transport.js';
-import { QUEUES, workerConnection, type QueueName } from '../queues/index.js';
-import { markCommandFailed, processCommandJob, wakeNext } from './commands.js';
-import { processCreditJob } from './scheduler.js';
-import { failMailFinally, InlineMail, outboxLoader, processMailJob, sentMarker } from './mail.js';
+import { QUEUES, workerConnection, type QueueName } from '../jobs/queues.js';
+import { parsePayload } from '../jobs/contracts.js';
+import { markCommandFailed, processCommandJob } from './commands.js';
+import { wakeNextAfter } from './command-order.js';
+import { processCreditJob } from './credit-jobs.js';
+import { isUnrecoverable } from './failures.js';
+import { InlineMail } from './inline-mail.js';
+import { failMailFinally, outboxLoader, processMailJob, sentMarker } from './mail.js';
 import { failPairFinally, pairBatcher, processPairJob, splitPairRange } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
 
@@ -26,15 +30,14 @@ export interface RunningWorkers {
 /** SMTP connections (and sends at once) for the grant emails pair jobs send themselves. */
 const INLINE_MAIL_CONNECTIONS = 8;
 
-const isFinalFailure = (job: Job, err: Error) => err instanceof UnrecoverableError || err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
+const isFinalFailure = (job: Job, err: Error) => isUnrecoverable(err) || job.attemptsMade >= (job.opts.attempts ?? 1);
 
 async function recordExhausted(ctx: AppContext, queue: QueueName, job: Job, err: Error): Promise<void> {
   if (queue === QUEUES.commands) {
-    const commandId = (job.data as { commandId?: string }).commandId;
-    if (!commandId) return;
-    await markCommandFailed(ctx.orm.em.fork(), commandId, { code: 'INTERNAL_ERROR', message: err.message });
-    const [c] = await ctx.orm.em.fork().execute<{ partner_id: string; seq: string }[]>('select partner_id, seq from command where id = ?', [commandId]);
-    if (c) await wakeNext(ctx, c.partner_id, String(c.seq));
+    const d = parsePayload('command', job.data);
+    if (!d.ok) return;
+    await markCommandFailed(ctx.orm.em.fork(), d.data.commandId, { code: 'INTERNAL_ERROR', message: err.message });
+    await wakeNextAfter(ctx, d.data.commandId);
   } else if (queue === QUEUES.pairs) {
     if ((job.data as { from?: unknown }).from !== undefined) await splitPairRange(ctx, job.name, job.data);
     else await failPairFinally(ctx, job.data, err.message);
@@ -75,7 +78,7 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
       hooks.onJob?.(name, job, 'failed', final, err);
       ctx.logger[final ? 'warn' : 'info']({ queue: name, jobId: job.id, attempt: job.attemptsMade, reason: err.message }, final ? 'job failed' : 'job attempt failed; will retry');
       // A transient failure that used up its attempts: the log must say failed too (and the partner's next command may go).
-      if (final && !(err instanceof UnrecoverableError) && err.name !== 'UnrecoverableError') {
+      if (final && !isUnrecoverable(err)) {
         recordExhausted(ctx, name, job, err).catch((e) => ctx.logger.error({ err: e }, 'could not record a failed job'));
       }
     });

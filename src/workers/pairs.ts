@@ -1,14 +1,19 @@
 import { UnrecoverableError } from 'bullmq';
 import type { AppContext } from '../context.js';
 import type { Em } from '../db/orm.js';
-import { jobIds } from '../queues/index.js';
 import { DomainError } from '../domain/errors.js';
-import { applyPairBatch, PENDING_KEY_SQL, type BatchPair } from './pair-batch.js';
-import { wakeNext, type LoadedCommand } from './commands.js';
-import { isTransientDatabaseError, toUnrecoverable } from './failures.js';
-import { enqueueMail } from './outbox.js';
+import { applyPairBatch, type BatchPair, type PairOutcomeOrError } from '../commands/apply-pairs.js';
+import { recordConflicts } from '../db/access-store.js';
+import {
+  failOpenItem, hasOpenItems, itemOutcome, loadItems, openItems, recordItemResults, settleFromItems, writeItems, type ItemResult,
+} from '../db/command-progress.js';
+import { releaseClaims as releaseClaimsOf } from '../db/outbox-store.js';
+import { parsePayload } from '../jobs/contracts.js';
+import { enqueueMailAfterCommit, enqueuePairRanges, enqueuePairs } from '../jobs/enqueue.js';
 import { Batcher } from '../lib/batcher.js';
-import { INLINE_CLAIM_MS, inlineStartDeadlineMs, type InlineMail } from './mail.js';
+import { isTransientDatabaseError, isUniqueViolation, payloadOf, toUnrecoverable } from './failures.js';
+import { wakeNext } from './command-order.js';
+import { INLINE_CLAIM_MS, inlineStartDeadlineMs, type InlineMail } from './inline-mail.js';
 
 /** The range of `size` pairs (of a command of `total`) that holds pair `idx`: `[from, to)`. */
 export function rangeOf(idx: number, total: number, size: number): { from: number; to: number } {
@@ -16,52 +21,27 @@ export function rangeOf(idx: number, total: number, size: number): { from: numbe
   return { from, to: Math.min(from + size, total) };
 }
 
+/** A pair command, as its fan-out needs it. */
+export interface PairCommand { id: string; type: string; command: { clientHubIds: string[]; employeeEmails: string[] } }
+
 /**
  * Writes the command's items (client × employee, in order) once, then enqueues one `pairs` job per
  * range of PAIR_BATCH_SIZE items (the size stored on the command) that still has open ones.
  * Idempotent: items are inserted with ON CONFLICT DO NOTHING and job ids are deterministic, so a
  * replay (or the reconciler) only re-adds what is missing.
  */
-export async function fanOutPairs(ctx: AppContext, em: Em, cmd: LoadedCommand): Promise<{ pairs: number }> {
-  const c = cmd.command as { clientHubIds: string[]; employeeEmails: string[] };
-  const pairs = c.clientHubIds.flatMap((h) => c.employeeEmails.map((e) => [h, e]));
-  const { open, size } = await em.transactional(async (tx) => {
-    await tx.execute('select 1 from command where id = ? for update', [cmd.id]);
-    await tx.execute(
-      `insert into command_item (command_id, idx, hub_id, email)
-       select ?, (t.ord - 1)::int, t.pair->>0, t.pair->>1 from jsonb_array_elements(?::jsonb) with ordinality as t(pair, ord)
-       on conflict do nothing`,
-      [cmd.id, JSON.stringify(pairs)],
-    );
-    // The range size is fixed at the first fan-out: a replay, or the reconciler, finds the same range jobs.
-    const [c] = await tx.execute<{ range_size: number }[]>(
-      `update command set items_total = case when items_total = 0 then ? else items_total end,
-              range_size = case when range_size = 0 then ? else range_size end
-        where id = ? returning range_size`,
-      [pairs.length, ctx.config.pairBatchSize, cmd.id],
-    );
-    const items = await tx.execute<{ idx: number }[]>(`select idx from command_item where command_id = ? and state in ('waiting', 'active') order by idx`, [cmd.id]);
-    return { open: items, size: c!.range_size };
-  });
-  const ranges = new Map(open.map(({ idx }) => { const r = rangeOf(idx, pairs.length, size); return [r.from, r] as const; }));
-  if (ranges.size) {
-    await ctx.queues.pairs.addBulk([...ranges.values()].map(({ from, to }) => ({ name: cmd.type, data: { commandId: cmd.id, from, to }, opts: { jobId: jobIds.pairRange(cmd.id, from, to) } })));
-  }
+export async function fanOutPairs(ctx: AppContext, em: Em, cmd: PairCommand): Promise<{ pairs: number }> {
+  const c = cmd.command;
+  const pairs = c.clientHubIds.flatMap((h) => c.employeeEmails.map((e) => [h, e] as const));
+  const { open, rangeSize } = await em.transactional((tx) => writeItems(tx, cmd.id, pairs, ctx.config.pairBatchSize));
+  const ranges = new Map(open.map((idx) => { const r = rangeOf(idx, pairs.length, rangeSize); return [r.from, r] as const; }));
+  await enqueuePairRanges(ctx.queues, cmd.type, [...ranges.values()].map(({ from, to }) => ({ commandId: cmd.id, from, to })));
   return { pairs: pairs.length };
 }
 
-/** Enqueues one `pairs` job per pair: each is applied, and fails, on its own. */
-async function enqueueAlone(ctx: AppContext, type: string, refs: PairJobRef[]): Promise<void> {
-  if (!refs.length) return;
-  await ctx.queues.pairs.addBulk(refs.map((r) => ({ name: type, data: { commandId: r.commandId, idx: r.idx }, opts: { jobId: jobIds.pair(r.commandId, r.idx) } })));
-}
-
-async function openItems(ctx: AppContext, commandId: string, from: number, to: number): Promise<PairJobRef[]> {
-  const rows = await ctx.orm.em.fork().execute<{ idx: number }[]>(
-    `select idx from command_item where command_id = ? and idx >= ? and idx < ? and state in ('waiting', 'active') order by idx`,
-    [commandId, from, to],
-  );
-  return rows.map(({ idx }) => ({ commandId, idx }));
+async function openItemsOf(ctx: AppContext, commandId: string, from: number, to: number): Promise<PairJobRef[]> {
+  const open = await openItems(ctx.orm.em.fork(), commandId, { from, to });
+  return open.map((idx) => ({ commandId, idx }));
 }
 
 /**
@@ -72,14 +52,14 @@ async function openItems(ctx: AppContext, commandId: string, from: number, to: n
  */
 export async function processPairRange(ctx: AppContext, type: string, d: { commandId: string; from: number; to: number }, mail?: InlineMail, retaken = false): Promise<unknown> {
   if (retaken) await releaseClaims(ctx, d);
-  const refs = await openItems(ctx, d.commandId, d.from, d.to);
+  const refs = await openItemsOf(ctx, d.commandId, d.from, d.to);
   if (!refs.length) {
     await finalizeIfDone(ctx, d.commandId);
     return { pairs: 0 };
   }
   const results = await processPairs(ctx, refs, { defer: true, ...(mail ? { mail } : {}) });
   const alone = refs.filter((_, k) => !results[k]!.ok);
-  await enqueueAlone(ctx, type, alone);
+  await enqueuePairs(ctx.queues, type, alone);
   return { pairs: refs.length, applied: refs.length - alone.length, alone: alone.length };
 }
 
@@ -90,26 +70,16 @@ export async function processPairRange(ctx: AppContext, type: string, d: { comma
  * any more, even if it is alive and merely lost its lock.
  */
 async function releaseClaims(ctx: AppContext, d: { commandId: string; from: number; to: number }): Promise<void> {
-  const rows = await ctx.orm.em.fork().execute<{ id: string }[]>(
-    `update outbox o set claimed_until = null
-       from command_item i
-      where i.command_id = ? and i.idx >= ? and i.idx < ? and i.state = 'completed'
-        and o.notification_key = ${PENDING_KEY_SQL} and o.state = 'pending'
-        and o.claimed_until < now() + make_interval(secs => ?)
-      returning o.id`,
-    [d.commandId, d.from, d.to, (INLINE_CLAIM_MS - inlineStartDeadlineMs(ctx.config.jobLockMs)) / 1000],
-  );
-  await enqueueMail(ctx, rows.map((r) => String(r.id)));
+  const ids = await releaseClaimsOf(ctx.orm.em.fork(), d, (INLINE_CLAIM_MS - inlineStartDeadlineMs(ctx.config.jobLockMs)) / 1000);
+  await enqueueMailAfterCommit(ctx, ids);
 }
 
 /** A range job that used up its attempts: its open pairs go on one job each (and fail, if they must, on their own). */
 export async function splitPairRange(ctx: AppContext, type: string, data: unknown): Promise<void> {
-  const d = data as { commandId?: unknown; from?: unknown; to?: unknown };
-  if (typeof d.commandId !== 'string' || !Number.isInteger(d.from) || !Number.isInteger(d.to)) return;
-  await enqueueAlone(ctx, type, await openItems(ctx, d.commandId, d.from as number, d.to as number));
+  const d = parsePayload('pairRange', data);
+  if (!d.ok) return;
+  await enqueuePairs(ctx.queues, type, await openItemsOf(ctx, d.data.commandId, d.data.from, d.data.to));
 }
-
-type ItemState = 'waiting' | 'active' | 'completed' | 'failed';
 
 /**
  * When no item of the command is open any more, settles the command (state, outcome counts, first
@@ -118,38 +88,17 @@ type ItemState = 'waiting' | 'active' | 'completed' | 'failed';
  */
 export async function finalizeIfDone(ctx: Pick<AppContext, 'orm' | 'queues'>, commandId: string): Promise<void> {
   const em = ctx.orm.em.fork();
-  const [open] = await em.execute<{ open: boolean }[]>(
-    `select exists (select 1 from command_item where command_id = ? and state in ('waiting', 'active')) as open`,
-    [commandId],
-  );
-  if (open?.open !== false) return;
-  const [r] = await em.execute<{ before: string; partner_id: string; seq: string }[]>(
-    `with before as (select state from command where id = ?),
-          k as (select case when state = 'failed' then 'failed' else coalesce(outcome, state) end as k, count(*) as n
-                  from command_item where command_id = ? group by 1)
-     update command set
-       state = case when exists (select 1 from k where k.k = 'failed') then 'failed' else 'completed' end,
-       finished_at = now(),
-       result = (select jsonb_build_object('pairs', sum(n), 'outcomes', jsonb_object_agg(k, n), 'outcome', case when count(*) = 1 then max(k) else 'mixed' end) from k),
-       error = (select error from command_item where command_id = ? and state = 'failed' order by idx limit 1)
-     where id = ? and items_total > 0
-     returning (select state from before) as before, partner_id, seq`,
-    [commandId, commandId, commandId, commandId],
-  );
+  if (await hasOpenItems(em, commandId)) return;
+  const r = await settleFromItems(em, commandId);
   if (r && r.before !== 'completed' && r.before !== 'failed') await wakeNext(ctx, r.partner_id, String(r.seq));
 }
 
 /** A pair job that used up its attempts on transient errors: the item fails with INTERNAL_ERROR so the command can finish. */
 export async function failPairFinally(ctx: Pick<AppContext, 'orm' | 'queues'>, data: unknown, message: string): Promise<void> {
-  const d = data as { commandId?: string; idx?: number };
-  if (typeof d.commandId !== 'string' || typeof d.idx !== 'number') return;
-  const commandId = d.commandId;
-  const idx = d.idx;
-  await ctx.orm.em.fork().execute(
-    `update command_item set state = 'failed', error = ?::jsonb, finished_at = now() where command_id = ? and idx = ? and state in ('waiting', 'active')`,
-    [JSON.stringify({ code: 'INTERNAL_ERROR', message }), commandId, idx],
-  );
-  await finalizeIfDone(ctx, commandId);
+  const d = parsePayload('pair', data);
+  if (!d.ok) return;
+  await failOpenItem(ctx.orm.em.fork(), d.data.commandId, d.data.idx, { code: 'INTERNAL_ERROR', message });
+  await finalizeIfDone(ctx, d.data.commandId);
 }
 
 export interface PairJobRef { commandId: string; idx: number }
@@ -161,11 +110,8 @@ export interface ProcessPairsOptions {
   mail?: InlineMail;
 }
 
-interface ItemWrite { command_id: string; idx: number; state: ItemState; outcome: string | null; error: unknown }
-interface ItemRow { command_id: string; idx: number; partner_id: string; type: string; issued_at: string | null; hub_id: string; email: string; state: ItemState; outcome: string | null }
-
-const isLinkViolation = (err: unknown) =>
-  (err as { code?: string }).code === '23505' && /access_one_partner_per_email/.test(String((err as { constraint?: string }).constraint ?? (err as Error).message));
+/** The unique index that keeps an email linked to one partner per client. */
+const ONE_PARTNER_PER_EMAIL = 'access_one_partner_per_email';
 
 /**
  * Applies a batch of `pairs` jobs in one transaction (one job is a batch of one). Idempotency key:
@@ -177,13 +123,7 @@ const isLinkViolation = (err: unknown) =>
  */
 export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: ProcessPairsOptions = {}): Promise<PairJobResult[]> {
   const em = ctx.orm.em.fork();
-  const rows = await em.execute<ItemRow[]>(
-    `select i.command_id, i.idx, c.partner_id, c.type, c.issued_at, i.hub_id, i.email, i.state, i.outcome
-       from jsonb_to_recordset(?::jsonb) as t(command_id text, idx int)
-       join command_item i on i.command_id = t.command_id and i.idx = t.idx
-       join command c on c.id = i.command_id`,
-    [JSON.stringify(refs.map((r) => ({ command_id: r.commandId, idx: r.idx })))],
-  );
+  const rows = await loadItems(em, refs);
   const byRef = new Map(rows.map((r) => [`${r.command_id}#${r.idx}`, r]));
   const results: (PairJobResult | undefined)[] = refs.map((r) => {
     const row = byRef.get(`${r.commandId}#${r.idx}`);
@@ -201,24 +141,18 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
     const row = byRef.get(`${refs[i]!.commandId}#${refs[i]!.idx}`)!;
     return { partnerId: row.partner_id, hubId: row.hub_id, email: row.email, commandId: row.command_id, idx: row.idx, issuedAt: row.issued_at ? new Date(row.issued_at) : null, type: row.type as BatchPair['type'] };
   });
-  let applied: { outcomes: Awaited<ReturnType<typeof applyPairBatch>>; finished: Set<string> };
+  let applied: { outcomes: PairOutcomeOrError[]; finished: Set<string> };
   const inline = opts.mail?.active ? opts.mail : null;
   try {
     applied = await em.transactional(async (tx) => {
       const outcomes = await applyPairBatch(tx, batch, ctx.config.grantTtlDays, inline ? INLINE_CLAIM_MS : null);
-      const done = await tx.execute<{ command_id: string; idx: number }[]>(
-        `update command_item i set state = t.state, outcome = t.outcome, error = t.error, attempts = i.attempts + 1, finished_at = now()
-           from jsonb_to_recordset(?::jsonb) as t(command_id text, idx int, state text, outcome text, error jsonb)
-          where i.command_id = t.command_id and i.idx = t.idx and i.state <> 'completed'
-          returning i.command_id, i.idx`,
-        [JSON.stringify(batch.flatMap((p, k): ItemWrite[] => {
-          const o = outcomes[k]!;
-          if (!o.ok && opts.defer) return [];
-          return o.ok
-            ? [{ command_id: p.commandId, idx: p.idx, state: 'completed', outcome: o.decision.outcome, error: null }]
-            : [{ command_id: p.commandId, idx: p.idx, state: 'failed', outcome: null, error: o.error.toJSON() }];
-        }))],
-      );
+      const done = await recordItemResults(tx, batch.flatMap((p, k): ItemResult[] => {
+        const o = outcomes[k]!;
+        if (!o.ok && opts.defer) return [];
+        return o.ok
+          ? [{ commandId: p.commandId, idx: p.idx, state: 'completed', outcome: o.decision.outcome, error: null }]
+          : [{ commandId: p.commandId, idx: p.idx, state: 'failed', outcome: null, error: o.error.toJSON() }];
+      }));
       return { outcomes, finished: new Set(done.map((d) => `${d.command_id}#${d.idx}`)) };
     });
   } catch (err) {
@@ -233,26 +167,26 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
       todo.forEach((i, k) => { results[i] = single[k]; });
       return results as PairJobResult[];
     }
-    if (!isLinkViolation(err)) throw err; // transient: the job retries with backoff
+    if (!isUniqueViolation(err, ONE_PARTNER_PER_EMAIL)) throw err; // transient: the job retries with backoff
     // A rival won the race at the unique index: this pair is refused like any conflict.
     const p = batch[0]!;
     const error = new DomainError('EMAIL_LINKED_TO_OTHER_PARTNER', undefined, { cause: err });
     await em.transactional(async (tx) => {
-      await tx.execute('insert into conflict (partner_id, hub_id, email, command_id) values (?, ?, ?, ?) on conflict do nothing', [p.partnerId, p.hubId, p.email, p.commandId]);
-      await tx.execute(`update command_item set state = 'failed', error = ?::jsonb, attempts = attempts + 1, finished_at = now() where command_id = ? and idx = ? and state <> 'completed'`, [JSON.stringify(error.toJSON()), p.commandId, p.idx]);
+      await recordConflicts(tx, [p]);
+      await recordItemResults(tx, [{ commandId: p.commandId, idx: p.idx, state: 'failed', outcome: null, error: error.toJSON() }]);
     });
     applied = { outcomes: [{ ok: false, error }], finished: new Set([`${p.commandId}#${p.idx}`]) };
   }
   const committedAt = Date.now();
   const outboxIds = applied.outcomes.flatMap((o) => (o.ok && o.outboxId ? [o.outboxId] : []));
-  if (!inline) await enqueueMail(ctx, outboxIds);
+  if (!inline) await enqueueMailAfterCommit(ctx, outboxIds);
   for (const commandId of new Set(batch.map((p) => p.commandId))) await finalizeIfDone(ctx, commandId);
   if (inline) await inline.deliver(outboxIds, committedAt);
   for (const [k, i] of todo.entries()) {
     const p = batch[k]!;
     const o = applied.outcomes[k]!;
     if (!o.ok && opts.defer) results[i] = { ok: false, error: o.error };
-    else if (!applied.finished.has(`${p.commandId}#${p.idx}`)) results[i] = { ok: true, outcome: await storedOutcome(em, p.commandId, p.idx) };
+    else if (!applied.finished.has(`${p.commandId}#${p.idx}`)) results[i] = { ok: true, outcome: await itemOutcome(em, p.commandId, p.idx) };
     else results[i] = o.ok ? { ok: true, outcome: o.decision.outcome } : { ok: false, error: toUnrecoverable(o.error) };
   }
   return results as PairJobResult[];
@@ -273,22 +207,14 @@ export interface PairJobEnv {
   retaken?: boolean;
 }
 
+const isRange = (data: unknown) => typeof data === 'object' && data !== null && 'from' in data;
+
 /** A `pairs` job: a range `{commandId, from, to}` (see processPairRange) or one pair `{commandId, idx}` (see processPairs). */
 export async function processPairJob(ctx: AppContext, data: unknown, env: PairJobEnv): Promise<unknown> {
   const { type, batcher, mail, retaken = false } = env;
-  const d = data as { commandId?: unknown; idx?: unknown; from?: unknown; to?: unknown } | null;
-  if (typeof d?.commandId === 'string' && Number.isInteger(d.from) && Number.isInteger(d.to)) {
-    return processPairRange(ctx, type, { commandId: d.commandId, from: d.from as number, to: d.to as number }, mail, retaken);
-  }
-  if (typeof d?.commandId !== 'string' || !Number.isInteger(d.idx)) throw new UnrecoverableError('VALIDATION_FAILED: job data needs commandId and idx');
-  const ref = { commandId: d.commandId, idx: d.idx as number };
+  if (isRange(data)) return processPairRange(ctx, type, payloadOf('pairRange', data), mail, retaken);
+  const ref = payloadOf('pair', data);
   const r = batcher ? await batcher.submit(ref) : (await processPairs(ctx, [ref]))[0]!;
   if (!r.ok) throw r.error;
   return { outcome: r.outcome };
 }
-
-async function storedOutcome(em: Em, commandId: string, idx: number): Promise<string | null> {
-  const [i] = await em.execute<{ outcome: string | null }[]>('select outcome from command_item where command_id = ? and idx = ?', [commandId, idx]);
-  return i?.outcome ?? null;
-}
-

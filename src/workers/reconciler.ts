@@ -2,7 +2,10 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AppContext } from '../context.js';
 import { pairTypes, type CommandType } from '../commands/schemas.js';
-import { jobIds } from '../queues/index.js';
+import { openItemsOf, unfinishedCommands } from '../db/command-progress.js';
+import { unsentRows } from '../db/outbox-store.js';
+import { jobIds } from '../jobs/contracts.js';
+import { enqueueCommands, enqueueMail, enqueuePairRanges, enqueuePairs } from '../jobs/enqueue.js';
 import { failPairFinally, finalizeIfDone, rangeOf } from './pairs.js';
 
 type JobPresence = { state: 'missing' } | { state: 'live' } | { state: 'finished'; failedReason: string | null };
@@ -30,6 +33,17 @@ async function missingJobs(redis: Redis, queue: Queue, ids: string[]): Promise<S
   return new Set(ids.filter((_, i) => res[i]?.[1] === 0));
 }
 
+/** Items grouped by their command's type (the name of their jobs), in order. */
+function byType<T extends { type: string }>(items: readonly T[]): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const i of items) {
+    const same = m.get(i.type);
+    if (same) same.push(i);
+    else m.set(i.type, [i]);
+  }
+  return m;
+}
+
 export interface ReconcileReport { commands: number; pairs: number; mail: number }
 
 /**
@@ -40,24 +54,12 @@ export interface ReconcileReport { commands: number; pairs: number; mail: number
 export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'queues' | 'logger'>, limit = 2000): Promise<ReconcileReport> {
   const em = ctx.orm.em.fork();
   const graceSec = ctx.config.reconcileGraceMs / 1000;
-  const commands = await em.execute<{ id: string; type: CommandType; items_total: number }[]>(
-    `select id, type, items_total from command where state in ('waiting', 'active') and created_at < now() - make_interval(secs => ?) order by created_at limit ?`,
-    [graceSec, limit],
-  );
-  const whole = commands.filter((c) => !(pairTypes.has(c.type) && c.items_total > 0));
-  const fannedOut = commands.filter((c) => pairTypes.has(c.type) && c.items_total > 0).map((c) => c.id);
-  const items = fannedOut.length
-    ? await em.execute<{ command_id: string; idx: number; type: string; items_total: number; range_size: number }[]>(
-        `select i.command_id, i.idx, c.type, c.items_total, c.range_size from command_item i join command c on c.id = i.command_id
-          where i.command_id in (select jsonb_array_elements_text(?::jsonb)) and i.state in ('waiting', 'active') limit ?`,
-        [JSON.stringify(fannedOut), limit * 10],
-      )
-    : [];
-  const outbox = await em.execute<{ id: string }[]>(
-    `select id from outbox where state = 'pending' and created_at < now() - make_interval(secs => ?)
-        and (claimed_until is null or claimed_until < now()) order by id limit ?`,
-    [graceSec, limit],
-  );
+  const commands = await unfinishedCommands(em, graceSec, limit);
+  const isPair = (c: { type: string }) => pairTypes.has(c.type as CommandType);
+  const whole = commands.filter((c) => !(isPair(c) && c.items_total > 0));
+  const fannedOut = commands.filter((c) => isPair(c) && c.items_total > 0).map((c) => c.id);
+  const items = fannedOut.length ? await openItemsOf(em, fannedOut, limit * 10) : [];
+  const outbox = await unsentRows(em, graceSec, limit);
   // Fanned-out commands whose items are all finished but that were never settled (a crash in between).
   const openCommands = new Set(items.map((i) => i.command_id));
   for (const id of fannedOut) if (!openCommands.has(id)) await finalizeIfDone(ctx, id);
@@ -86,13 +88,13 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
       addR.set(rangeId(i), i);
     }
   }
-  const missM = await missingJobs(q.connection, q.mail, outbox.map((o) => jobIds.mail(o.id)));
+  const missM = await missingJobs(q.connection, q.mail, outbox.map((id) => jobIds.mail(id)));
   const addC = whole.filter((c) => missC.has(jobIds.command(c.id)));
-  const addM = outbox.filter((o) => missM.has(jobIds.mail(o.id)));
-  if (addC.length) await q.commands.addBulk(addC.map((c) => ({ name: c.type, data: { commandId: c.id }, opts: { jobId: jobIds.command(c.id) } })));
-  if (addR.size) await q.pairs.addBulk([...addR].map(([jobId, i]) => ({ name: i.type, data: { commandId: i.command_id, from: i.from, to: i.to }, opts: { jobId } })));
-  if (addAlone.length) await q.pairs.addBulk(addAlone.map((i) => ({ name: i.type, data: { commandId: i.command_id, idx: i.idx }, opts: { jobId: ownId(i) } })));
-  if (addM.length) await q.mail.addBulk(addM.map((o) => ({ name: 'send', data: { outboxId: String(o.id) }, opts: { jobId: jobIds.mail(o.id) } })));
+  const addM = outbox.filter((id) => missM.has(jobIds.mail(id)));
+  await enqueueCommands(q, addC);
+  for (const [type, ranges] of byType([...addR.values()])) await enqueuePairRanges(q, type, ranges.map((i) => ({ commandId: i.command_id, from: i.from, to: i.to })));
+  for (const [type, alone] of byType(addAlone)) await enqueuePairs(q, type, alone.map((i) => ({ commandId: i.command_id, idx: i.idx })));
+  await enqueueMail(q, addM);
   const report = { commands: addC.length, pairs: addR.size + addAlone.length, mail: addM.length };
   if (report.commands + report.pairs + report.mail > 0) ctx.logger.warn(report, 'reconciler re-enqueued lost jobs');
   return report;

@@ -18,6 +18,7 @@ export const TOKENS = {
   staff: 'tok-staff-p100-00000', // p-100: employees:read
   other: 'tok-other-p200-00000', // p-200: everything but admin
   multi: 'tok-multi-p100-p200-0', // p-100 and p-200: commands:write, read, employees:read
+  platform: 'tok-platform-sync-000', // every partner: clients:sync, read (the platform's facts about clients)
 } as const;
 
 export const apiTokens = [
@@ -28,6 +29,7 @@ export const apiTokens = [
   { token: TOKENS.staff, name: 'staff', partners: ['p-100'], scopes: ['employees:read'] },
   { token: TOKENS.other, name: 'other-crm', partners: ['p-200'], scopes: ['commands:write', 'read', 'employees:read'] },
   { token: TOKENS.multi, name: 'multi', partners: ['p-100', 'p-200'], scopes: ['commands:write', 'read', 'employees:read'] },
+  { token: TOKENS.platform, name: 'platform-sync', partners: '*', scopes: ['clients:sync', 'read'] },
 ];
 
 export const uniqueName = (prefix: string) => `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
@@ -143,7 +145,8 @@ export interface TestService {
   smtp: TestSmtp;
   /** A second ORM on the same database for assertions. */
   db: Orm;
-  sql<T = any>(query: string, params?: unknown[]): Promise<T[]>;
+  /** Runs SQL on the test database (`?` placeholders); rows typed as the caller declares them. */
+  sql<T extends object = Record<string, unknown>>(query: string, params?: unknown[]): Promise<T[]>;
   close(): Promise<void>;
 }
 
@@ -162,7 +165,7 @@ export async function startService(overrides: Record<string, string> = {}, opts:
     api,
     smtp,
     db,
-    sql: (query, params = []) => db.em.fork().execute(query, params as any[]) as Promise<any[]>,
+    sql: <T extends object>(query: string, params: unknown[] = []) => db.em.fork().execute<T[]>(query, params),
     async close() {
       await app.close();
       await db.close();

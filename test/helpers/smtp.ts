@@ -9,6 +9,8 @@ export interface CapturedMail {
   text: string;
   html: string;
   messageId: string;
+  /** The SMTP envelope's recipients (RCPT TO), lower-cased: who really got the message. */
+  recipients: string[];
   raw: ParsedMail;
 }
 
@@ -32,7 +34,7 @@ export async function startSmtp(): Promise<TestSmtp> {
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
     logger: false,
-    onData(stream, _session, callback) {
+    onData(stream, session, callback) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
@@ -45,9 +47,10 @@ export async function startSmtp(): Promise<TestSmtp> {
           return;
         }
         attempts.push(250);
+        const recipients = session.envelope.rcptTo.map((a) => a.address.toLowerCase());
         simpleParser(Buffer.concat(chunks)).then((mail) => {
           const to = Array.isArray(mail.to) ? mail.to.map((a) => a.text).join(', ') : (mail.to?.text ?? '');
-          messages.push({ to, from: mail.from?.text ?? '', subject: mail.subject ?? '', text: mail.text ?? '', html: typeof mail.html === 'string' ? mail.html : '', messageId: mail.messageId ?? '', raw: mail });
+          messages.push({ to, from: mail.from?.text ?? '', subject: mail.subject ?? '', text: mail.text ?? '', html: typeof mail.html === 'string' ? mail.html : '', messageId: mail.messageId ?? '', recipients, raw: mail });
           callback();
         }, callback);
       });

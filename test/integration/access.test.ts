@@ -1,6 +1,7 @@
 import type { Job } from 'bullmq';
 import { startService, TOKENS, waitFor, type TestService } from '../helpers/harness.js';
 import type { CapturedMail } from '../helpers/smtp.js';
+import { jobIds } from '../../src/jobs/contracts.js';
 
 /**
  * The access flow of contract §1, §4 and §6 end to end: HTTP commands → command log → pair jobs →
@@ -30,7 +31,7 @@ describe('the partner access flow', () => {
 
   /** Posts the commands as one batch and waits until each finished; each must complete. */
   async function applyAll(partnerId: string, commands: Record<string, unknown>[]): Promise<void> {
-    const r = await svc.api.batch(partnerId, commands, tokenOf(partnerId));
+    const r = await svc.api.batch(partnerId, commands, TOKENS.admin); // client facts and employees together: admin holds both scopes
     expect(r.status).toBe(202);
     for (const [i, c] of (r.body.commands as { commandId: string }[]).entries()) {
       const s = await svc.api.waitCommand(c.commandId);
@@ -95,10 +96,10 @@ describe('the partner access flow', () => {
   const pairJob = async (commandId: string, idx: number): Promise<Job> => {
     let job: Job | undefined;
     await waitFor(async () => {
-      job = await svc.app.ctx.queues.pairs.getJob(`p.${commandId.replaceAll(':', '~')}.${idx}`);
+      job = await svc.app.ctx.queues.pairs.getJob(jobIds.pair(commandId, idx));
       return job !== undefined && (await job.getState()) === 'failed';
     }, { what: `pair job ${idx} of ${commandId} to be failed` });
-    return (await svc.app.ctx.queues.pairs.getJob(`p.${commandId.replaceAll(':', '~')}.${idx}`))!;
+    return (await svc.app.ctx.queues.pairs.getJob(jobIds.pair(commandId, idx)))!;
   };
 
   /** A refused pair: the item says why, and its job failed once, finally, with `CODE: message`. */
@@ -351,16 +352,15 @@ describe('the partner access flow', () => {
       const st = await assign('p-200', hubs, [ann]);
       expect(st.state).toBe('failed');
       expect(st.items.map((i: any) => i.outcome ?? i.error.code)).toEqual(['pending', 'pending', 'EMAIL_LINKED_TO_OTHER_PARTNER', 'pending', 'pending']);
-      const safeId = st.commandId.replaceAll(':', '~');
       const pairs = svc.app.ctx.queues.pairs;
-      const range = await pairs.getJob(`p.${safeId}.0-5`);
+      const range = await pairs.getJob(jobIds.pairRange(st.commandId, 0, 5));
       expect(range && (await range.getState())).toBe('completed');
       expect(range!.data).toEqual({ commandId: st.commandId, from: 0, to: 5 });
       expect(range!.returnvalue).toEqual({ pairs: 5, applied: 4, alone: 1 });
       const refused = await pairJob(st.commandId, 2);
       expect(refused.failedReason).toBe(`EMAIL_LINKED_TO_OTHER_PARTNER: ${LINKED_MESSAGE}`);
       expect(refused.attemptsMade).toBe(1);
-      for (const idx of [0, 1, 3, 4]) expect(await pairs.getJob(`p.${safeId}.${idx}`)).toBeUndefined();
+      for (const idx of [0, 1, 3, 4]) expect(await pairs.getJob(jobIds.pair(st.commandId, idx))).toBeUndefined();
 
       // The four grant emails were sent by the range job itself: sent rows, no mail job for any of them.
       const mails = await settledMails(p, 5);
@@ -368,7 +368,7 @@ describe('the partner access flow', () => {
       expect(hubs.map((h) => mailsTo(contactOf(h)).filter((m) => m.subject.includes('Rival Agency')).length)).toEqual([1, 1, 0, 1, 1]);
       const rows = (await outboxOf(p)).filter((r) => r.partner_id === 'p-200');
       expect(rows).toHaveLength(4);
-      for (const r of rows) expect(await svc.app.ctx.queues.mail.getJob(`m.${r.id}`)).toBeUndefined();
+      for (const r of rows) expect(await svc.app.ctx.queues.mail.getJob(jobIds.mail(r.id))).toBeUndefined();
     });
 
     it('when an operator retries the failed pair job after the first partner revoked, then the item completes and the command becomes completed', async () => {
@@ -384,7 +384,7 @@ describe('the partner access flow', () => {
 
       // retried while p-100 still holds the email: refused again, the same way, listed once
       await job.retry();
-      await waitFor(async () => (await job.getState()) === 'failed' && (await svc.sql('select attempts from command_item where command_id = ?', [rival.commandId]))[0].attempts === 2,
+      await waitFor(async () => (await job.getState()) === 'failed' && (await svc.sql<{ attempts: number }>('select attempts from command_item where command_id = ?', [rival.commandId]))[0]?.attempts === 2,
         { what: 'the first retry to be refused' });
       const refusedAgain = await commandStatus(rival.commandId);
       expect(refusedAgain.state).toBe('failed');
@@ -490,7 +490,7 @@ describe('the partner access flow', () => {
       expect((await assign('p-100', [hub], [ann])).items[0].outcome).toBe('pending');
       const [mail] = await settledMails(p, 1);
 
-      const granted = await apply('p-100', { type: 'access.grant', clientHubId: hub, employeeEmail: ann });
+      const granted = await svc.api.apply('p-100', { type: 'access.grant', clientHubId: hub, employeeEmail: ann }, TOKENS.platform);
       expect(granted.state).toBe('completed');
       expect(granted.result).toMatchObject({ outcome: 'active' });
       expect((await clientsOf('p-100', p))[0]).toMatchObject({ managed: true, employees: [{ email: ann, access: 'active' }] });

@@ -1,8 +1,9 @@
 import { defaultTierThresholds } from '../../config/tiers.js';
 import type { Job } from 'bullmq';
 import { startService, TOKENS, waitFor, type TestService } from '../helpers/harness.js';
-import { jobIds } from '../../src/queues/index.js';
-import { processCreditJob, recalcGroupJobId } from '../../src/workers/scheduler.js';
+import { jobIds } from '../../src/jobs/contracts.js';
+import { processCreditJob } from '../../src/workers/credit-jobs.js';
+import { recalcGroupJobId } from '../../src/jobs/contracts.js';
 
 /**
  * Credit and tier end to end (contract §1 "Credit and tier", §4 sale.record / client.churn /
@@ -131,6 +132,20 @@ describe('credit and tier', () => {
     row('2026-03', 0, 0, 0, 0, 650),
   ];
 
+  /**
+   * Creates the partner and records every fact of the hand-worked table, in one batch. Recording
+   * them again changes nothing (a sale is keyed by its saleId, a churn by its client and day), so a
+   * test that needs a partner with these facts calls this whatever ran before it.
+   */
+  async function recordFacts(partnerId: string, name: string): Promise<void> {
+    await applyOk(partnerId, { type: 'partner.upsert', name });
+    const statuses = await applyAll(partnerId, shuffle(facts), 'batch');
+    expect(statuses.map((s) => s.state)).toEqual(facts.map(() => 'completed'));
+  }
+
+  /** The replacement of s-c1 that the saleId test makes (and the group test expects). */
+  const replacedSale = { type: 'sale.record', saleId: 's-c1', clientHubId: 'C', closedOn: '2025-08-01', mrr: 600 };
+
   it('when sales and churns arrive in random order as one batch, then the 15-month credit report equals the hand-worked table', async () => {
     await applyOk('cr-batch', { type: 'partner.upsert', name: 'Batch Partner' });
     const order = shuffle(facts);
@@ -159,7 +174,9 @@ describe('credit and tier', () => {
   });
 
   it('when a sale is recorded again with the same saleId, then it replaces the first one and the report changes accordingly', async () => {
-    const replaced = await applyOk('cr-batch', { type: 'sale.record', saleId: 's-c1', clientHubId: 'C', closedOn: '2025-08-01', mrr: 600 });
+    await recordFacts('cr-batch', 'Batch Partner');
+    await recordFacts('cr-single', 'Single Partner');
+    const replaced = await applyOk('cr-batch', replacedSale);
     expect(replaced.result).toMatchObject({ outcome: 'recorded' });
     const rows = await svc.sql('select closed_on::text as closed_on, mrr::float8 as mrr from sale where partner_id = ? and hub_id = ?', ['cr-batch', 'C']);
     expect(rows).toEqual([{ closed_on: '2025-08-01', mrr: 600 }]);
@@ -182,6 +199,7 @@ describe('credit and tier', () => {
   });
 
   it('when the credit report is asked for a bad month or an inverted range, then it answers 400 VALIDATION_FAILED', async () => {
+    await applyOk('cr-batch', { type: 'partner.upsert', name: 'Batch Partner' });
     const bad = await svc.api.get('/v1/partners/cr-batch/credit?from=2025-13&to=2026-03');
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe('VALIDATION_FAILED');
@@ -205,33 +223,46 @@ describe('credit and tier', () => {
   // Dashboard
   // ---------------------------------------------------------------------------
 
-  it('when credit.recalculate ran, then the dashboard shows the current month\'s sold credit, its tier, managed MRR, upcoming renewals and the team', async () => {
-    const team = { channelAccountManager: { name: 'Cam Manager', email: 'cam@vendor.test' } };
-    await applyOk('cr-dash', { type: 'partner.upsert', name: 'Dash Partner', team });
+  const dashTeam = { channelAccountManager: { name: 'Cam Manager', email: 'cam@vendor.test' } };
+
+  /**
+   * A partner with clients around the renewal window, one tagged employee with active access, sales
+   * worth 5000 this month (Gold), recalculated. Returns what the commands answered. Each test that
+   * needs such a partner builds its own (its own id and employee email: an email is linked to one
+   * partner record per client).
+   */
+  async function setUpDashboardPartner(partnerId: string, employee: string) {
+    await applyOk(partnerId, { type: 'partner.upsert', name: 'Dash Partner', team: dashTeam });
     const clients: Record<string, unknown>[] = [
       // today is 2026-03-15; RENEWAL_ALERT_DAYS = 90 → the window is 2026-03-15..2026-06-13
-      { hubId: 'r1', mrr: 1234.5, renewalDate: '2026-03-15', portalUserEmails: ['ann@dash.test'] }, // today: counts
+      { hubId: 'r1', mrr: 1234.5, renewalDate: '2026-03-15', portalUserEmails: [employee] }, // today: counts
       { hubId: 'r2', mrr: 10, renewalDate: '2026-06-13' }, // the 90th day: counts
       { hubId: 'r3', mrr: 10, renewalDate: '2026-06-14' }, // one day too late
       { hubId: 'r4', mrr: 10, renewalDate: '2026-03-14' }, // yesterday
       { hubId: 'r5', mrr: 10, renewalDate: '2026-04-01' }, // terminated below
       { hubId: 'r6', mrr: 10 }, // no renewal date
     ];
-    for (const c of clients) await applyOk('cr-dash', { type: 'client.upsert', name: `Client ${c.hubId}`, contactEmail: `boss@${c.hubId}.test`, ...c });
-    await applyOk('cr-dash', { type: 'client.terminate', hubId: 'r5' });
-    await applyOk('cr-dash', { type: 'employee.tag', email: 'ann@dash.test', name: 'Ann' });
-    const assigned = await applyOk('cr-dash', { type: 'access.assign', clientHubIds: ['r1'], employeeEmails: ['ann@dash.test'] });
-    expect(assigned.items).toEqual([{ clientHubId: 'r1', employeeEmail: 'ann@dash.test', state: 'completed', outcome: 'active' }]);
+    for (const c of clients) await applyOk(partnerId, { type: 'client.upsert', name: `Client ${c.hubId}`, contactEmail: `boss@${c.hubId}.test`, ...c });
+    await applyOk(partnerId, { type: 'client.terminate', hubId: 'r5' });
+    await applyOk(partnerId, { type: 'employee.tag', email: employee, name: 'Ann' });
+    const assigned = await applyOk(partnerId, { type: 'access.assign', clientHubIds: ['r1'], employeeEmails: [employee] });
 
-    const statuses = await applyAll('cr-dash', [
+    const statuses = await applyAll(partnerId, [
       { type: 'sale.record', saleId: 'd-s0', clientHubId: 'r1', closedOn: '2025-03-01', mrr: 1000 }, // aged out in 2026-03
       { type: 'sale.record', saleId: 'd-s1', clientHubId: 'r1', closedOn: '2025-04-01', mrr: 3000 }, // live until 2026-03 inclusive
       { type: 'sale.record', saleId: 'd-s2', clientHubId: 'r2', closedOn: '2026-03-02', mrr: 2000 }, // this month
       { type: 'sale.record', saleId: 'd-s3', clientHubId: 'r2', closedOn: '2026-04-10', mrr: 16000 }, // after "now": not counted
     ], 'batch');
-    expect(statuses.map((s) => s.state)).toEqual(['completed', 'completed', 'completed', 'completed']);
 
-    const recalc = await applyOk('cr-dash', { type: 'credit.recalculate' });
+    const recalc = await applyOk(partnerId, { type: 'credit.recalculate' });
+    return { assigned, statuses, recalc };
+  }
+
+  it('when credit.recalculate ran, then the dashboard shows the current month\'s sold credit, its tier, managed MRR, upcoming renewals and the team', async () => {
+    const team = dashTeam;
+    const { assigned, statuses, recalc } = await setUpDashboardPartner('cr-dash', 'ann@dash.test');
+    expect(assigned.items).toEqual([{ clientHubId: 'r1', employeeEmail: 'ann@dash.test', state: 'completed', outcome: 'active' }]);
+    expect(statuses.map((s) => s.state)).toEqual(['completed', 'completed', 'completed', 'completed']);
     expect(recalc.result).toMatchObject({ managedMrr: 1234.5, soldTierCredit: 5000, tier: { current: 'Gold', next: 'Platinum' }, upcomingRenewals: 2, month: '2026-03' });
 
     const dash = await dashboard('cr-dash');
@@ -258,13 +289,15 @@ describe('credit and tier', () => {
   });
 
   it('when more credit is sold and credit.recalculate runs again, then the dashboard moves up a tier at the threshold (inclusive)', async () => {
-    const before = await dashboard('cr-dash');
-    await applyOk('cr-dash', { type: 'sale.record', saleId: 'd-s4', clientHubId: 'r3', closedOn: '2026-03-05', mrr: tierOf('Platinum').minCredit - 5000 });
-    await applyOk('cr-dash', { type: 'credit.recalculate' });
-    const after = await dashboard('cr-dash');
+    const P = 'cr-dash-up';
+    await setUpDashboardPartner(P, 'ann@dash-up.test');
+    const before = await dashboard(P);
+    await applyOk(P, { type: 'sale.record', saleId: 'd-s4', clientHubId: 'r3', closedOn: '2026-03-05', mrr: tierOf('Platinum').minCredit - 5000 });
+    await applyOk(P, { type: 'credit.recalculate' });
+    const after = await dashboard(P);
     expect(after).toMatchObject({ soldTierCredit: 20000, tier: { current: 'Platinum', next: 'Diamond' }, managedMrr: 1234.5, alerts: { upcomingRenewals: 2 } });
     expect(Date.parse(after.calculatedAt)).toBeGreaterThanOrEqual(Date.parse(before.calculatedAt));
-    const [march] = await report('cr-dash', '2026-03', '2026-03');
+    const [march] = await report(P, '2026-03', '2026-03');
     expect(after.soldTierCredit).toBe(march!.total);
   });
 
@@ -370,8 +403,11 @@ describe('credit and tier', () => {
     return (done!.returnvalue as { partners: number }).partners;
   }
 
-  it('when a scheduled run happens, then every partner gets a snapshot with correct numbers, and a second run changes nothing', async () => {
-    // Three partners that were never recalculated.
+  /**
+   * Three partners with facts of their own (cr-sch-1: Gold with managed MRR and a renewal; cr-sch-2:
+   * nothing; cr-sch-3: Platinum, a churned client). Applying it again changes nothing.
+   */
+  async function setUpScheduledPartners(): Promise<void> {
     await applyOk('cr-sch-1', { type: 'partner.upsert', name: 'Sched One' });
     await applyOk('cr-sch-1', { type: 'client.upsert', hubId: 's1c', name: 'S1 Client', contactEmail: 'boss@s1c.test', mrr: 300, renewalDate: '2026-04-20', portalUserEmails: ['eve@s1.test'] });
     await applyOk('cr-sch-1', { type: 'employee.tag', email: 'eve@s1.test' });
@@ -391,6 +427,11 @@ describe('credit and tier', () => {
       { type: 'sale.record', saleId: 'y2', clientHubId: 'other', closedOn: '2025-12-24', mrr: 800 },
       { type: 'client.churn', clientHubId: 'other', on: '2026-02-01' },
     ], 'batch');
+  }
+
+  it('when a scheduled run happens, then every partner gets a snapshot with correct numbers, and a second run changes nothing', async () => {
+    // Three partners that were never recalculated.
+    await setUpScheduledPartners();
 
     const ours = ['cr-sch-1', 'cr-sch-2', 'cr-sch-3'];
     const snapshots = () => svc.sql<Record<string, unknown>>(
@@ -441,6 +482,13 @@ describe('credit and tier', () => {
 
   it('when a run covers several groups of partners, then every partner gets exactly the numbers of the single-partner path, and a replayed fan-out adds no group twice', async () => {
     const credit = svc.app.ctx.queues.credit;
+    // Its own state: the partners whose numbers it checks (built by the tests above when they ran;
+    // applying them again changes nothing), and one partner without any fact.
+    await setUpScheduledPartners();
+    await recordFacts('cr-batch', 'Batch Partner');
+    await applyOk('cr-batch', replacedSale);
+    await recordFacts('cr-single', 'Single Partner');
+    await applyOk('cr-grp-0', { type: 'partner.upsert', name: 'Group Zero' });
     // Two more partners with facts of their own, so that groups of two mix partners of every kind.
     await applyOk('cr-grp-1', { type: 'partner.upsert', name: 'Group One' });
     await applyOk('cr-grp-1', { type: 'client.upsert', hubId: 'g1c', name: 'G1 Client', contactEmail: 'boss@g1c.test', mrr: 75.5, renewalDate: '2026-05-01', portalUserEmails: ['gus@g1.test'] });
@@ -508,6 +556,9 @@ describe('credit and tier', () => {
     // (the domain refuses to compute), and sold credit beyond what a snapshot column holds (the write fails).
     await applyOk('0-cr-nan', { type: 'partner.upsert', name: 'Not a Number' });
     await applyOk('zz-cr-overflow', { type: 'partner.upsert', name: 'Overflow' });
+    // Good partners between them (the tests above add more), so that the two are in different groups.
+    await applyOk('cr-fail-mate-1', { type: 'partner.upsert', name: 'Fail Mate One' });
+    await applyOk('cr-fail-mate-2', { type: 'partner.upsert', name: 'Fail Mate Two' });
     await svc.sql(`insert into sale (partner_id, sale_id, hub_id, closed_on, mrr) values ('0-cr-nan', 'n1', 'nc', '2026-03-01', 'NaN'), ('0-cr-nan', 'n2', 'nc', '2026-03-02', 10)`);
     await svc.sql(`insert into sale (partner_id, sale_id, hub_id, closed_on, mrr) values ('zz-cr-overflow', 'o1', 'oc', '2026-03-01', 900000000000), ('zz-cr-overflow', 'o2', 'oc', '2026-03-02', 900000000000), ('zz-cr-overflow', 'o3', 'oc', '2026-03-03', 100)`);
     const ids = await partnerIds();
@@ -576,6 +627,7 @@ describe('credit and tier', () => {
 
   it('when team.email goes to a role the partner has nobody for, then the command fails with NOT_FOUND and no email is sent', async () => {
     const P = 'cr-team';
+    await applyOk(P, { type: 'partner.upsert', name: 'Team Partner', team: { channelAccountManager: { name: 'Tina Team', email: 'Tina@Vendor.test' } } });
     const before = svc.smtp.messages.length;
     const status = await svc.api.apply(P, { type: 'team.email', to: 'channelConsultant', subject: 'Hi', body: 'Anyone there?' });
     expect(status.state).toBe('failed');

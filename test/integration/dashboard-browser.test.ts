@@ -1,6 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { chromium, type Browser } from 'playwright-core';
 import { startService, TOKENS, waitFor, type TestService } from '../helpers/harness.js';
+import { jobIds } from '../../src/jobs/contracts.js';
 
 /** The queue dashboard (contract §7): Bull Board at /admin/queues behind Basic auth with an admin token as the password. */
 
@@ -13,7 +14,7 @@ describe('the queue dashboard', () => {
   let svc: TestService;
   let browser: Browser | undefined;
   const rivalId = 'rival-assign-1';
-  const failedJobId = `p.${rivalId}.0`;
+  const failedJobId = jobIds.pair(rivalId, 0);
 
   const board = (path: string, init: { method?: string; authorization?: string } = {}) =>
     fetch(`${svc.api.base}/admin/queues${path}`, { method: init.method ?? 'GET', headers: init.authorization ? { authorization: init.authorization } : {} });

@@ -1,9 +1,10 @@
 import type { Job } from 'bullmq';
 import { startService, TOKENS, waitFor, type TestService } from '../helpers/harness.js';
 import { parseCommand, type Command } from '../../src/commands/schemas.js';
-import { handlers, type HandlerEnv, type HandlerResult } from '../../src/workers/handlers.js';
+import { handlers, type HandlerEnv, type HandlerResult } from '../../src/commands/handlers.js';
 import { processPairJob, splitPairRange } from '../../src/workers/pairs.js';
-import { INLINE_CLAIM_MS } from '../../src/workers/mail.js';
+import { INLINE_CLAIM_MS } from '../../src/workers/inline-mail.js';
+import { jobIds } from '../../src/jobs/contracts.js';
 
 /**
  * "An idempotent worker": every handler, the pair job and the command job can run twice on the
@@ -214,10 +215,6 @@ describe('an idempotent worker', () => {
   // ---- the pair job ---------------------------------------------------------------------------------
 
   describe('the pair job', () => {
-    /** The range job that carries pairs [from, to) of a command. */
-    const pairRangeJobId = (commandId: string, from: number, to: number) => `p.${commandId.replaceAll(':', '~')}.${from}-${to}`;
-    /** A pair's own job. */
-    const ownJobId = (commandId: string, idx: number) => `p.${commandId.replaceAll(':', '~')}.${idx}`;
 
     /**
      * Tags the employee, upserts the clients and posts one assign of all of them while the pairs
@@ -232,7 +229,7 @@ describe('an idempotent worker', () => {
         const r = await svc.api.post('p-100', { type: 'access.assign', clientHubIds: hubs, employeeEmails: [email] }, TOKENS.admin);
         expect(r.status).toBe(202);
         const commandId = r.body.commandId as string;
-        await waitFor(async () => (await pairs.getJob(pairRangeJobId(commandId, 0, hubs.length))) !== undefined, { what: 'the range job' });
+        await waitFor(async () => (await pairs.getJob(jobIds.pairRange(commandId, 0, hubs.length))) !== undefined, { what: 'the range job' });
         await whilePaused(commandId);
         return commandId;
       } finally {
@@ -275,7 +272,7 @@ describe('an idempotent worker', () => {
       } finally {
         await pairs.resume();
       }
-      await waitFor(async () => (await (await pairs.getJob(pairRangeJobId(commandId, 0, 1)))?.getState()) === 'completed', { what: 'the queued range job' });
+      await waitFor(async () => (await (await pairs.getJob(jobIds.pairRange(commandId, 0, 1)))?.getState()) === 'completed', { what: 'the queued range job' });
       await settle();
 
       const [cmd] = await svc.sql('select state, items_total, result from command where id = ?', [commandId]);
@@ -292,14 +289,14 @@ describe('an idempotent worker', () => {
       const pairs = svc.app.ctx.queues.pairs;
       const commandId = await assignWhilePaused(hubs, 'pjs.emp@agency.test', async (id) => {
         await splitPairRange(svc.app.ctx, 'access.assign', { commandId: id, from: 0, to: 3 });
-        const own = await Promise.all([0, 1, 2].map((idx) => pairs.getJob(ownJobId(id, idx))));
+        const own = await Promise.all([0, 1, 2].map((idx) => pairs.getJob(jobIds.pair(id, idx))));
         expect(own.map((j) => j?.data)).toEqual([0, 1, 2].map((idx) => ({ commandId: id, idx })));
         // The exhausted range job is out of the way (as a failed job would be): only the pairs' own jobs apply them.
-        await (await pairs.getJob(pairRangeJobId(id, 0, 3)))!.remove();
+        await (await pairs.getJob(jobIds.pairRange(id, 0, 3)))!.remove();
       });
       await settle();
       for (const idx of [0, 1, 2]) {
-        const job = (await pairs.getJob(ownJobId(commandId, idx)))!;
+        const job = (await pairs.getJob(jobIds.pair(commandId, idx)))!;
         expect({ idx, state: await job.getState(), value: job.returnvalue }).toEqual({ idx, state: 'completed', value: { outcome: 'pending' } });
       }
       expect((await svc.api.waitCommand(commandId)).state).toBe('completed');
@@ -313,13 +310,13 @@ describe('an idempotent worker', () => {
       const pairs = svc.app.ctx.queues.pairs;
       const commandId = await assignWhilePaused(hubs, 'pjf.emp@agency.test', async (id) => {
         // The range job's id now holds a job that fails at once without touching the pairs.
-        await (await pairs.getJob(pairRangeJobId(id, 0, 2)))!.remove();
-        await pairs.add('access.assign', { commandId: id, from: 'unreadable' } as never, { jobId: pairRangeJobId(id, 0, 2) });
+        await (await pairs.getJob(jobIds.pairRange(id, 0, 2)))!.remove();
+        await pairs.add('access.assign', { commandId: id, from: 'unreadable' } as never, { jobId: jobIds.pairRange(id, 0, 2) });
       });
-      await waitFor(async () => (await (await pairs.getJob(pairRangeJobId(commandId, 0, 2)))!.getState()) === 'failed', { what: 'the unreadable range job to fail' });
+      await waitFor(async () => (await (await pairs.getJob(jobIds.pairRange(commandId, 0, 2)))!.getState()) === 'failed', { what: 'the unreadable range job to fail' });
       await settle();
       expect((await svc.api.waitCommand(commandId)).state).toBe('completed');
-      for (const idx of [0, 1]) expect(await (await pairs.getJob(ownJobId(commandId, idx)))!.getState()).toBe('completed');
+      for (const idx of [0, 1]) expect(await (await pairs.getJob(jobIds.pair(commandId, idx)))!.getState()).toBe('completed');
       for (const hub of hubs) expect(svc.smtp.messages.filter((m) => m.to.includes(contactOf(hub)))).toHaveLength(1);
     });
 
@@ -340,18 +337,18 @@ describe('an idempotent worker', () => {
       // Just committed: its worker may still be sending it, even if it lost its lock.
       await claimedAgo(0);
       await processPairJob(svc.app.ctx, range, { type: 'access.assign', retaken: true });
-      expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeUndefined();
+      expect(await svc.app.ctx.queues.mail.getJob(jobIds.mail(id))).toBeUndefined();
       await stillClaimed();
 
       // Committed 30 s ago and never sent (a crash between the commit and the send): a first run leaves it.
       await claimedAgo(30);
       expect(await processPairJob(svc.app.ctx, range, { type: 'access.assign', retaken: false })).toEqual({ pairs: 0 });
-      expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeUndefined();
+      expect(await svc.app.ctx.queues.mail.getJob(jobIds.mail(id))).toBeUndefined();
       await stillClaimed();
 
       const before = svc.smtp.messages.length;
       await processPairJob(svc.app.ctx, range, { type: 'access.assign', retaken: true });
-      expect(await svc.app.ctx.queues.mail.getJob(`m.${id}`)).toBeDefined();
+      expect(await svc.app.ctx.queues.mail.getJob(jobIds.mail(id))).toBeDefined();
       await settle();
       expect(await svc.sql('select state, claimed_until from outbox where id = ?', [id])).toEqual([{ state: 'sent', claimed_until: null }]);
       expect(svc.smtp.messages.length).toBe(before + 1);

@@ -5,8 +5,9 @@
  * Every refusal also checks that nothing was recorded: no new row in `command` and no new job in
  * the commands queue.
  */
-import { jobIds } from '../../src/queues/index.js';
+import { jobIds } from '../../src/jobs/contracts.js';
 import { acceptGroup } from '../../src/commands/log.js';
+import { toHttpError } from '../../src/producers/errors.js';
 import { startService, TOKENS, waitFor, type Reply, type TestService } from '../helpers/harness.js';
 
 const P1 = 'p-100';
@@ -77,6 +78,17 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
     await svc?.close();
   });
 
+  /**
+   * A finished command of p-100 that the auth and status tests read (a fixed command id: a second call
+   * is a replay and adds nothing), so each of them sets up its own state instead of relying on the
+   * idempotency tests having run before it.
+   */
+  const knownCommand = async (): Promise<string> => {
+    const id = 'known-p100-1';
+    expect((await svc.api.apply(P1, { type: 'employee.tag', commandId: id, email: 'kit@acme.test', name: 'Kit' }, TOKENS.crm)).state).toBe('completed');
+    return id;
+  };
+
   describe('validation', () => {
     it('when the type is unknown or missing, then 400 VALIDATION_FAILED on "type" and nothing is recorded', async () => {
       await invalid(svc, () => svc.api.post(P1, { type: 'employee.fire', email: 'a@acme.test' }, TOKENS.crm), ['type']);
@@ -86,8 +98,8 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
 
     it('when required fields are missing, then each missing field is an issue with its path', async () => {
       await invalid(svc, () => svc.api.post(P1, { type: 'client.upsert' }, TOKENS.crm), ['hubId', 'name', 'contactEmail']);
-      await invalid(svc, () => svc.api.post(P1, { type: 'sale.record', clientHubId: 'c-1' }, TOKENS.crm), ['saleId', 'closedOn', 'mrr']);
-      await invalid(svc, () => svc.api.post(P1, { type: 'access.grant' }, TOKENS.crm), ['clientHubId', 'employeeEmail']);
+      await invalid(svc, () => svc.api.post(P1, { type: 'sale.record', clientHubId: 'c-1' }, TOKENS.platform), ['saleId', 'closedOn', 'mrr']);
+      await invalid(svc, () => svc.api.post(P1, { type: 'access.grant' }, TOKENS.platform), ['clientHubId', 'employeeEmail']);
       await invalid(svc, () => svc.api.post(P1, { type: 'team.email', to: 'ceo', subject: 's', body: 'b' }, TOKENS.crm), ['to']);
     });
 
@@ -107,7 +119,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
 
     it('when an email is not an email, then 400 on that field (also inside arrays)', async () => {
       await invalid(svc, () => svc.api.post(P1, { type: 'employee.tag', email: 'not-an-email' }, TOKENS.crm), ['email']);
-      await invalid(svc, () => svc.api.post(P1, { type: 'client.upsert', hubId: 'c-9', name: 'C9', contactEmail: 'c9@', portalUserEmails: ['ok@c9.test', 'nope'] }, TOKENS.crm), ['contactEmail', 'portalUserEmails.1']);
+      await invalid(svc, () => svc.api.post(P1, { type: 'client.upsert', hubId: 'c-9', name: 'C9', contactEmail: 'c9@', portalUserEmails: ['ok@c9.test', 'nope'] }, TOKENS.platform), ['contactEmail', 'portalUserEmails.1']);
       await invalid(svc, () => svc.api.post(P1, { type: 'access.assign', clientHubIds: ['c-1'], employeeEmails: ['ann@acme.test', 'ann at acme'] }, TOKENS.crm), ['employeeEmails.1']);
       await invalid(svc, () => svc.api.post(P1, { type: 'employee.tag', email: `${'a'.repeat(250)}@acme.test` }, TOKENS.crm), ['email']);
     });
@@ -134,24 +146,24 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
       expect(pairs.body.error.issues[0].message).toMatch(/1000/);
       await invalid(svc, () => svc.api.post(P1, { type: 'access.revoke', clientHubIds: hubIds(40), employeeEmails: emails(26) }, TOKENS.crm), ['clientHubIds']);
       await invalid(svc, () => svc.api.post(P1, { type: 'access.assign', clientHubIds: [], employeeEmails: ['ann@acme.test'] }, TOKENS.crm), ['clientHubIds']);
-      await invalid(svc, () => svc.api.post(P1, { type: 'client.upsert', hubId: 'c-9', name: 'C9', contactEmail: 'c9@c9.test', portalUserEmails: emails(1001) }, TOKENS.crm), ['portalUserEmails']);
-      await invalid(svc, () => svc.api.post(P1, { type: 'client.upsert', hubId: 'c-9', name: 'C9', contactEmail: 'c9@c9.test', products: Array.from({ length: 101 }, (_, i) => `p${i}`) }, TOKENS.crm), ['products']);
+      await invalid(svc, () => svc.api.post(P1, { type: 'client.upsert', hubId: 'c-9', name: 'C9', contactEmail: 'c9@c9.test', portalUserEmails: emails(1001) }, TOKENS.platform), ['portalUserEmails']);
+      await invalid(svc, () => svc.api.post(P1, { type: 'client.upsert', hubId: 'c-9', name: 'C9', contactEmail: 'c9@c9.test', products: Array.from({ length: 101 }, (_, i) => `p${i}`) }, TOKENS.platform), ['products']);
     });
 
     it('when a date is not a real YYYY-MM-DD (or a month not YYYY-MM), then 400 on that field', async () => {
       const client = { type: 'client.upsert', hubId: 'c-9', name: 'C9', contactEmail: 'c9@c9.test' };
       for (const renewalDate of ['2026-02-30', '2026-13-01', '2026-1-5', '01/02/2026', '2026-01-01T00:00:00Z']) {
-        await invalid(svc, () => svc.api.post(P1, { ...client, renewalDate }, TOKENS.crm), ['renewalDate']);
+        await invalid(svc, () => svc.api.post(P1, { ...client, renewalDate }, TOKENS.platform), ['renewalDate']);
       }
       const sale = { type: 'sale.record', saleId: 's-1', clientHubId: 'c-1', mrr: 10 };
       for (const closedOn of ['2025-02-29', '2026-04-31', 'yesterday', '']) {
-        await invalid(svc, () => svc.api.post(P1, { ...sale, closedOn }, TOKENS.crm), ['closedOn']);
+        await invalid(svc, () => svc.api.post(P1, { ...sale, closedOn }, TOKENS.platform), ['closedOn']);
       }
-      await invalid(svc, () => svc.api.post(P1, { type: 'client.churn', clientHubId: 'c-1', on: '2026-00-10' }, TOKENS.crm), ['on']);
+      await invalid(svc, () => svc.api.post(P1, { type: 'client.churn', clientHubId: 'c-1', on: '2026-00-10' }, TOKENS.platform), ['on']);
       await invalid(svc, () => svc.api.post(P1, { type: 'credit.recalculate', month: '2026-13' }, TOKENS.crm), ['month']);
       await invalid(svc, () => svc.api.post(P1, { type: 'credit.recalculate', issuedAt: 'last tuesday' }, TOKENS.crm), ['issuedAt']);
       // 2024 is a leap year: its 29 February is a date.
-      const leap = await svc.api.post(P1, { ...sale, closedOn: '2024-02-29' }, TOKENS.crm);
+      const leap = await svc.api.post(P1, { ...sale, closedOn: '2024-02-29' }, TOKENS.platform);
       expect(leap.status).toBe(202);
     });
 
@@ -303,7 +315,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
         { partnerId: P2, tokenName: 'other', commands: [tag('gc-known', 'gc.known@acme.test')] },
         { partnerId: P1, tokenName: 'crm', commands: [tag('gc-known', 'gc.known@acme.test')] },
       ]);
-      const view = results.map((r) => (r instanceof Error ? { status: (r as any).status, code: (r as any).code } : r.map((a) => ({ id: a.commandId, created: a.created }))));
+      const view = results.map((r) => (r instanceof Error ? { status: toHttpError(r)?.status, code: toHttpError(r)?.code } : r.map((a) => ({ id: a.commandId, created: a.created }))));
       expect(view).toEqual([
         [{ id: 'gc-a', created: true }, { id: 'gc-b', created: true }],
         [{ id: 'gc-twin', created: true }],
@@ -346,7 +358,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
     ];
 
     it('when a valid batch is posted, then 202 {commands:[…]} in order, each is applied, and the same batch again is 200', async () => {
-      const r = await svc.api.batch(P1, batch, TOKENS.crm);
+      const r = await svc.api.batch(P1, batch, TOKENS.admin);
       expect(r.status).toBe(202);
       expect(r.body).toEqual({
         commands: batch.map((c) => ({ commandId: c.commandId, type: c.type, state: 'waiting', statusUrl: `/v1/commands/${c.commandId}` })),
@@ -356,7 +368,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
       expect(assign.body.items).toEqual([{ clientHubId: 'c-2', employeeEmail: 'erin@acme.test', state: 'completed', outcome: 'pending' }]);
 
       const before = await footprint(svc);
-      const again = await svc.api.batch(P1, batch, TOKENS.crm);
+      const again = await svc.api.batch(P1, batch, TOKENS.admin);
       expect(again.status).toBe(200);
       expect(again.body.commands.map((c: { commandId: string; state: string }) => [c.commandId, c.state])).toEqual(batch.map((c) => [c.commandId, 'completed']));
       expect(await footprint(svc)).toEqual(before);
@@ -422,6 +434,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
 
     it('when the token is missing, unknown or not a bearer token, then 401 UNAUTHENTICATED everywhere and nothing is recorded', async () => {
       const { api } = svc;
+      const known = await knownCommand();
       const tag = { type: 'employee.tag', email: 'mallory@acme.test' };
       const sends: [string, () => Promise<Reply>][] = [
         ['post, no token', () => api.post(P1, tag, null as unknown as string)],
@@ -432,7 +445,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
         ['batch, no token', () => api.request('POST', `/v1/partners/${P1}/commands:batch`, { token: null, body: { commands: [tag] } })],
         ['clients, no token', () => api.get(`/v1/partners/${P1}/clients`, null as unknown as string)],
         ['employees, unknown token', () => api.get(`/v1/partners/${P1}/employees`, 'tok-unknown-000000')],
-        ['status, no token', () => api.get('/v1/commands/idem-same-1', null as unknown as string)],
+        ['status, no token', () => api.get(`/v1/commands/${known}`, null as unknown as string)],
       ];
       await expectUnauthenticated(sends);
     });
@@ -448,6 +461,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
 
     it('when a token lacks the partner or the scope, then 403 FORBIDDEN and nothing is recorded', async () => {
       const { api } = svc;
+      const known = await knownCommand();
       const tag = { type: 'employee.tag', email: 'mallory@acme.test' };
       const sends: [string, () => Promise<Reply>][] = [
         ['other partner posts to p-100', () => api.post(P1, tag, TOKENS.other)],
@@ -459,7 +473,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
         ['reader batches', () => api.batch(P1, [tag], TOKENS.reader)],
         ['writer reads clients', () => api.get(`/v1/partners/${P1}/clients`, TOKENS.writer)],
         ['writer reads the dashboard', () => api.get(`/v1/partners/${P1}/dashboard`, TOKENS.writer)],
-        ['writer reads a command status', () => api.get('/v1/commands/idem-same-1', TOKENS.writer)],
+        ['writer reads a command status', () => api.get(`/v1/commands/${known}`, TOKENS.writer)],
         ['writer reads employees', () => api.get(`/v1/partners/${P1}/employees`, TOKENS.writer)],
         ['reader reads employees', () => api.get(`/v1/partners/${P1}/employees`, TOKENS.reader)],
         ['staff reads clients', () => api.get(`/v1/partners/${P1}/clients`, TOKENS.staff)],
@@ -467,7 +481,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
         ['staff reads conflicts', () => api.get(`/v1/partners/${P1}/conflicts`, TOKENS.staff)],
         ['staff reads the dashboard', () => api.get(`/v1/partners/${P1}/dashboard`, TOKENS.staff)],
         ['staff reads credit', () => api.get(`/v1/partners/${P1}/credit`, TOKENS.staff)],
-        ['staff reads a command status', () => api.get('/v1/commands/idem-same-1', TOKENS.staff)],
+        ['staff reads a command status', () => api.get(`/v1/commands/${known}`, TOKENS.staff)],
         ['crm posts partner.upsert', () => api.post(P1, { type: 'partner.upsert', name: 'Hijack' }, TOKENS.crm)],
         ['writer posts partner.upsert', () => api.post(P1, { type: 'partner.upsert', name: 'Hijack' }, TOKENS.writer)],
         ['multi posts partner.upsert', () => api.post(P2, { type: 'partner.upsert', name: 'Hijack' }, TOKENS.multi)],
@@ -487,12 +501,13 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
 
     it('when a token has the scope for the partner, then it is let through (crm and staff read employees, multi acts on both)', async () => {
       const { api } = svc;
+      const known = await knownCommand();
       const reads: [string, string, string][] = [
         ['crm reads employees', `/v1/partners/${P1}/employees`, TOKENS.crm],
         ['staff reads employees', `/v1/partners/${P1}/employees`, TOKENS.staff],
         ['reader reads clients', `/v1/partners/${P1}/clients`, TOKENS.reader],
         ['reader reads conflicts', `/v1/partners/${P1}/conflicts`, TOKENS.reader],
-        ['reader reads a command status', '/v1/commands/idem-same-1', TOKENS.reader],
+        ['reader reads a command status', `/v1/commands/${known}`, TOKENS.reader],
         ['multi reads p-100 clients', `/v1/partners/${P1}/clients`, TOKENS.multi],
         ['multi reads p-200 employees', `/v1/partners/${P2}/employees`, TOKENS.multi],
       ];
@@ -505,6 +520,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
 
     it('when the admin token is used, then it may post partner.upsert and every command, and read everything of every partner', async () => {
       const { api } = svc;
+      const known = await knownCommand();
       const created = await api.apply('p-300', { type: 'partner.upsert', name: 'Third Partner' });
       expect(created).toMatchObject({ state: 'completed', partnerId: 'p-300' });
       expect((await api.apply('p-300', { type: 'employee.tag', email: 'zed@third.test' })).state).toBe('completed');
@@ -513,18 +529,19 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
       for (const path of ['employees', 'clients', 'clients/c-1', 'conflicts', 'dashboard', 'credit']) {
         for (const p of [P1, P2]) expect([p, path, (await api.get(`/v1/partners/${p}/${path}`)).status]).toEqual([p, path, 200]);
       }
-      expect((await api.get('/v1/commands/idem-same-1')).body.partnerId).toBe(P1);
+      expect((await api.get(`/v1/commands/${known}`)).body.partnerId).toBe(P1);
     });
   });
 
   describe('command status', () => {
     it('when another partner asks for a command, then 404 exactly as for an unknown commandId', async () => {
+      const known = await knownCommand();
       const unknown = await svc.api.get('/v1/commands/no-such-command', TOKENS.other);
       expect(unknown.status).toBe(404);
       expect(unknown.body.error.code).toBe('NOT_FOUND');
-      const foreign = await svc.api.get('/v1/commands/idem-same-1', TOKENS.other);
+      const foreign = await svc.api.get(`/v1/commands/${known}`, TOKENS.other);
       expect(foreign.status).toBe(404);
-      expect(foreign.body).toEqual(unknown.body);
+      expect({ ...foreign.body.error, requestId: undefined }).toEqual({ ...unknown.body.error, requestId: undefined }); // each reply has its own request id
     });
 
     it('when a command has finished, then its status has the contract\'s fields, finishedAt included and no items', async () => {
@@ -661,7 +678,7 @@ describe('intake without workers, with a small body limit, and with Redis gone',
 
     const one = await svc.api.post(P1, { type: 'employee.tag', commandId: 'down-1', email: 'down@acme.test' });
     expect(one.status).toBe(503);
-    expect(one.body.error).toEqual({ code: expect.any(String), message: expect.any(String) });
+    expect(one.body.error).toEqual({ code: expect.any(String), message: expect.any(String), requestId: expect.any(String) });
     const batch = await svc.api.batch(P1, [{ type: 'credit.recalculate', commandId: 'down-2' }, { type: 'credit.recalculate', commandId: 'down-3' }]);
     expect(batch.status).toBe(503);
     const generated = await svc.api.post(P1, { type: 'credit.recalculate' });

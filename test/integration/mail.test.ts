@@ -2,6 +2,7 @@ import { startService, TOKENS, waitFor, type TestService } from '../helpers/harn
 import type { CapturedMail } from '../helpers/smtp.js';
 import { messageIdFor } from '../../src/workers/mail.js';
 import { reconcileOnce } from '../../src/workers/reconciler.js';
+import { jobIds } from '../../src/jobs/contracts.js';
 
 /**
  * Email delivery through the outbox (contract §1, §6): retry on SMTP 4xx with backoff, no retry on
@@ -28,7 +29,7 @@ describe('email delivery', () => {
   let svc: TestService;
 
   const apply = async (command: Record<string, unknown>) => {
-    const s = await svc.api.apply('p-100', command, command.type === 'partner.upsert' ? TOKENS.admin : TOKENS.crm);
+    const s = await svc.api.apply('p-100', command, command.type === 'partner.upsert' ? TOKENS.admin : command.type === 'client.upsert' ? TOKENS.platform : TOKENS.crm);
     expect({ type: s.type, state: s.state, error: s.error }).toEqual({ type: command.type, state: 'completed', error: undefined });
     return s;
   };
@@ -56,7 +57,7 @@ describe('email delivery', () => {
   }
 
   const mailsTo = (address: string): CapturedMail[] => svc.smtp.messages.filter((m) => m.to.includes(address));
-  const mailJob = (outboxId: string) => svc.app.ctx.queues.mail.getJob(`m.${outboxId}`);
+  const mailJob = (outboxId: string) => svc.app.ctx.queues.mail.getJob(jobIds.mail(outboxId));
 
   beforeAll(async () => {
     svc = await startService();
@@ -122,7 +123,7 @@ describe('email delivery', () => {
     );
     svc.smtp.failNext([421]);
     // the job the outbox would get, with its last attempt left (the reconciler sees the job and adds none)
-    await svc.app.ctx.queues.mail.add('send', { outboxId: String(row!.id) }, { jobId: `m.${row!.id}`, attempts: 1 });
+    await svc.app.ctx.queues.mail.add('send', { outboxId: String(row!.id) }, { jobId: jobIds.mail(row!.id), attempts: 1 });
 
     let out: OutboxRow | undefined;
     await waitFor(async () => {

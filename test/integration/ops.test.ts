@@ -108,7 +108,7 @@ async function auditAll(api: Api, partnerId: string, query = '', token: string =
 async function conflict(svc: TestService, hubId: string, email: string, rivalId: string) {
   const { api } = svc;
   for (const [partner, token] of [['p-100', TOKENS.crm], ['p-200', TOKENS.other]] as const) {
-    expect((await api.apply(partner, { type: 'client.upsert', hubId, name: `Client ${hubId}`, contactEmail: `boss@${hubId}.test` }, token)).state).toBe('completed');
+    expect((await api.apply(partner, { type: 'client.upsert', hubId, name: `Client ${hubId}`, contactEmail: `boss@${hubId}.test` }, TOKENS.platform)).state).toBe('completed');
     expect((await api.apply(partner, { type: 'employee.tag', email }, token)).state).toBe('completed');
   }
   const first = await api.apply('p-100', { type: 'access.assign', clientHubIds: [hubId], employeeEmails: [email] }, TOKENS.crm);
@@ -117,6 +117,25 @@ async function conflict(svc: TestService, hubId: string, email: string, rivalId:
   expect(rival.state).toBe('failed');
   expect(rival.items[0].error).toEqual({ code: 'EMAIL_LINKED_TO_OTHER_PARTNER', message: CONFLICT_MESSAGE });
   return { first, rival };
+}
+
+/**
+ * A few finished commands of p-100 of their own (fixed command ids, so a second call replays them and
+ * adds nothing): with the partner.upsert of beforeAll, more than five audit entries, two of them
+ * employee.tag. A test that reads the trail in pages calls it, so it does not rely on earlier tests.
+ */
+async function auditHistory(svc: TestService): Promise<void> {
+  const commands = [
+    { type: 'employee.tag', commandId: 'history-tag-0', email: 'hana@acme.test' },
+    { type: 'employee.tag', commandId: 'history-tag-1', email: 'hugo@acme.test' },
+    { type: 'client.upsert', commandId: 'history-client-0', hubId: 'c-h0', name: 'History Client 0', contactEmail: 'boss@c-h0.test' },
+    { type: 'client.upsert', commandId: 'history-client-1', hubId: 'c-h1', name: 'History Client 1', contactEmail: 'boss@c-h1.test' },
+    { type: 'employee.tag', commandId: 'history-tag-2', email: 'hedy@acme.test' },
+  ];
+  for (const cmd of commands) {
+    const token = cmd.type === 'client.upsert' ? TOKENS.platform : TOKENS.crm;
+    expect((await svc.api.apply('p-100', cmd, token)).state).toBe('completed');
+  }
 }
 
 /** Waits until no job of any queue is waiting, active or delayed (the credit scheduler's delayed job excepted). */
@@ -238,7 +257,7 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
     const { api } = svc;
     const tagged = await api.apply('p-100', { type: 'employee.tag', commandId: 'audit-tag-1', email: 'Ava@Acme.test', name: 'Ava' }, TOKENS.crm);
     expect(tagged.state).toBe('completed');
-    const byWriter = await api.apply('p-100', { type: 'client.upsert', commandId: 'audit-client-1', hubId: 'c-a', name: 'Audit Client', contactEmail: 'boss@c-a.test' }, TOKENS.writer);
+    const byWriter = await api.apply('p-100', { type: 'client.upsert', commandId: 'audit-client-1', hubId: 'c-a', name: 'Audit Client', contactEmail: 'boss@c-a.test' }, TOKENS.platform);
     expect(byWriter.state).toBe('completed');
     const refused = await api.apply('p-100', { type: 'employee.untag', commandId: 'audit-untag-unknown', email: 'nobody@acme.test' }, TOKENS.crm);
     expect(refused.state).toBe('failed');
@@ -252,7 +271,7 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
 
     const byId = new Map(entries.map((e) => [e.commandId, e]));
     expect(byId.get('audit-tag-1')).toMatchObject({ type: 'employee.tag', who: 'crm-sync', state: 'completed', outcome: 'tagged', error: null, command: { email: 'ava@acme.test', name: 'Ava' } });
-    expect(byId.get('audit-client-1')).toMatchObject({ type: 'client.upsert', who: 'writer', state: 'completed' });
+    expect(byId.get('audit-client-1')).toMatchObject({ type: 'client.upsert', who: 'platform-sync', state: 'completed' });
     expect(byId.get('audit-untag-unknown')).toMatchObject({ type: 'employee.untag', who: 'crm-sync', state: 'failed', outcome: null, error: { code: 'UNKNOWN_EMPLOYEE' } });
     const upsert = entries.find((e) => e.type === 'partner.upsert')!;
     expect(upsert).toMatchObject({ who: 'ops', state: 'completed', outcome: 'created' });
@@ -301,7 +320,7 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
       { type: 'access.assign', clientHubIds: ['c-f'], employeeEmails: ['flo@acme.test'] },
       { type: 'employee.tag', email: 'gus@acme.test' },
     ].entries()) {
-      const r = await api.apply('p-100', { ...cmd, commandId: `filter-${i}` }, TOKENS.crm);
+      const r = await api.apply('p-100', { ...cmd, commandId: `filter-${i}` }, cmd.type === 'client.upsert' ? TOKENS.platform : TOKENS.crm);
       ids.push(r.commandId);
     }
     await settle(svc);
@@ -365,6 +384,7 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
 
   it('when the audit trail is read in pages, then following nextCursor yields every entry once, in order', async () => {
     const { api } = svc;
+    await auditHistory(svc);
     const all = await auditAll(api, 'p-100');
     expect(all.length).toBeGreaterThan(5);
     const paged: AuditEntry[] = [];
@@ -393,6 +413,7 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
 
   it('when the audit trail is asked for as text/csv, then it is RFC 4180 CSV with a header and one row per entry', async () => {
     const { api } = svc;
+    await auditHistory(svc);
     // A payload with commas, quotes and a line break, and a formula-like subject.
     const tricky = await api.apply('p-100', { type: 'team.email', commandId: 'csv-tricky', to: 'channelAccountManager', subject: '=SUM(A1) "quoted", yes', body: 'line one,\r\nline "two"' }, TOKENS.crm);
     expect(tricky.state).toBe('completed');
@@ -556,6 +577,7 @@ describe('log redaction in the running service', () => {
   it('when a client opens a grant link while debug logging is on, then the grant token (a single-use credential) is not written to the log', async () => {
     const mark = out.length;
     for (const cmd of [
+      { type: 'partner.upsert', name: 'Logged Partner' },
       { type: 'client.upsert', hubId: 'c-g', name: 'Grant Client', contactEmail: 'boss@c-g.test' },
       { type: 'employee.tag', email: 'gil@acme.test' },
       { type: 'access.assign', clientHubIds: ['c-g'], employeeEmails: ['gil@acme.test'] },

@@ -15,7 +15,7 @@ describe('order of one partner\'s commands', () => {
       { type: 'employee.tag', email: 'ord1@acme.test' },
       { type: 'client.upsert', hubId: 'ord-c1', name: 'Ord', contactEmail: 'boss@ord.test' },
       { type: 'access.assign', clientHubIds: ['ord-c1'], employeeEmails: ['ord1@acme.test'] },
-    ], TOKENS.crm);
+    ], TOKENS.admin);
     expect(r.status).toBe(202);
     const assign = await svc.api.waitCommand(r.body.commands[2].commandId);
     expect(assign.items).toEqual([{ clientHubId: 'ord-c1', employeeEmail: 'ord1@acme.test', state: 'completed', outcome: 'pending' }]);
@@ -24,7 +24,7 @@ describe('order of one partner\'s commands', () => {
   it("when assigns and revokes of the same pairs are posted back to back without issuedAt, then the last accepted wins, as one partner's commands apply in order", async () => {
     await svc.api.apply('p-100', { type: 'employee.tag', email: 'ord2@acme.test' }, TOKENS.crm);
     const hubs = Array.from({ length: 20 }, (_, i) => `ord-h${i}`);
-    await svc.api.batch('p-100', hubs.map((hubId) => ({ type: 'client.upsert', hubId, name: hubId, contactEmail: `${hubId}@ord.test` })), TOKENS.crm);
+    await svc.api.batch('p-100', hubs.map((hubId) => ({ type: 'client.upsert', hubId, name: hubId, contactEmail: `${hubId}@ord.test` })), TOKENS.platform);
     // Per pair: assign, revoke, assign, revoke ... ending with a revoke for even hubs and an assign for odd ones.
     const commands = hubs.flatMap((hubId, i) => {
       const steps = i % 2 === 0 ? ['access.assign', 'access.revoke'] : ['access.assign', 'access.revoke', 'access.assign'];

@@ -1,5 +1,5 @@
 import { createProducer, type Producer } from '../../src/producers/client.js';
-import { HttpError } from '../../src/commands/errors.js';
+import { HttpError } from '../../src/producers/errors.js';
 import { startService, waitFor, type TestService } from '../helpers/harness.js';
 
 describe('the TypeScript producer', () => {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppContext } from '../../context.js';
-import { HttpError } from '../../commands/errors.js';
+import { HttpError } from '../errors.js';
+import { listAuditRows } from '../../db/audit-store.js';
 import { commandTypes, idPattern } from '../../commands/schemas.js';
 import { authorize, type TokenRegistry } from './auth.js';
 
@@ -38,26 +39,21 @@ export function registerAuditRoutes(app: FastifyInstance, ctx: AppContext, regis
     if (q.cursor !== undefined && cursor === null) issues.push({ path: 'cursor', message: 'invalid cursor' });
     if (q.email !== undefined && q.email.length > 254) issues.push({ path: 'email', message: 'too long' });
     if (issues.length) throw new HttpError(400, 'VALIDATION_FAILED', 'The request is not valid.', { issues });
-    const email = q.email?.toLowerCase() ?? null;
-    const rows = await ctx.orm.em.fork().execute<{ seq: string; id: string; type: string; token_name: string | null; created_at: string; finished_at: string | null; state: string; error: unknown; result: unknown; payload: Record<string, unknown> }[]>(
-      `select seq, id, type, token_name, created_at, finished_at, state, error, result, payload from command
-        where partner_id = ?
-          and (?::timestamptz is null or created_at >= ?::timestamptz)
-          and (?::timestamptz is null or created_at < ?::timestamptz)
-          and (?::text is null or type = ?)
-          and (?::text is null or payload->>'email' = ? or payload->>'employeeEmail' = ? or payload->'employeeEmails' @> to_jsonb(?::text))
-          and (?::bigint is null or seq < ?::bigint)
-        order by seq desc limit ?`,
-      [partnerId, from?.toISOString() ?? null, from?.toISOString() ?? null, to?.toISOString() ?? null, to?.toISOString() ?? null, q.type ?? null, q.type ?? null,
-        email, email, email, email, cursor, cursor, limit + 1],
-    );
+    const rows = await listAuditRows(ctx.orm.em.fork(), partnerId, {
+      ...(from ? { from } : {}),
+      ...(to ? { to } : {}),
+      ...(q.type !== undefined ? { type: q.type } : {}),
+      ...(q.email !== undefined ? { email: q.email.toLowerCase() } : {}),
+      ...(cursor !== null ? { beforeSeq: cursor } : {}),
+      limit: limit + 1,
+    });
     const page = rows.slice(0, limit);
     const entries = page.map((r) => ({
       commandId: r.id,
       type: r.type,
-      who: r.token_name,
-      at: new Date(r.created_at).toISOString(),
-      finishedAt: r.finished_at ? new Date(r.finished_at).toISOString() : null,
+      who: r.tokenName,
+      at: new Date(r.createdAt).toISOString(),
+      finishedAt: r.finishedAt ? new Date(r.finishedAt).toISOString() : null,
       state: r.state,
       outcome: (r.result as { outcome?: string } | null)?.outcome ?? null,
       error: r.error ?? null,
@@ -66,7 +62,7 @@ export function registerAuditRoutes(app: FastifyInstance, ctx: AppContext, regis
     const nextCursor = rows.length > limit ? Buffer.from(String(page.at(-1)!.seq)).toString('base64url') : null;
     if ((req.headers.accept ?? '').includes('text/csv')) {
       const header = ['commandId', 'type', 'who', 'at', 'finishedAt', 'state', 'outcome', 'errorCode', 'command'];
-      const lines = entries.map((e) => [e.commandId, e.type, e.who, e.at, e.finishedAt, e.state, e.outcome, (e.error as { code?: string } | null)?.code ?? null, e.command].map(csvCell).join(','));
+      const lines = entries.map((e) => [e.commandId, e.type, e.who, e.at, e.finishedAt, e.state, e.outcome, e.error?.code ?? null, e.command].map(csvCell).join(','));
       reply.type('text/csv; charset=utf-8');
       if (nextCursor) reply.header('x-next-cursor', nextCursor);
       return [header.join(','), ...lines].join('\r\n') + '\r\n';

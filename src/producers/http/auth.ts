@@ -1,7 +1,8 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { ApiToken, Scope } from '../../../config/index.js';
-import { HttpError } from '../../commands/errors.js';
+import { commandsRefusal } from '../../commands/schemas.js';
+import { HttpError } from '../errors.js';
 
 /** Looks tokens up by their SHA-256 so comparison time does not depend on the token's prefix. */
 export class TokenRegistry {
@@ -35,10 +36,23 @@ export function authenticate(registry: TokenRegistry, req: FastifyRequest): ApiT
 export const hasScope = (t: ApiToken, scope: Scope) => t.scopes.includes('admin') || t.scopes.includes(scope);
 export const canActOn = (t: ApiToken, partnerId: string) => t.scopes.includes('admin') || t.partners === '*' || t.partners.includes(partnerId);
 
-/** 401 without a valid token; 403 when the token lacks the scope or may not act on the partner. */
-export function authorize(registry: TokenRegistry, req: FastifyRequest, scope: Scope, partnerId?: string): ApiToken {
+/**
+ * 401 without a valid token; 403 when the token holds none of the scopes (one scope, or a list of
+ * which any one will do) or may not act on the partner.
+ */
+export function authorize(registry: TokenRegistry, req: FastifyRequest, scope: Scope | readonly Scope[], partnerId?: string): ApiToken {
   const t = authenticate(registry, req);
-  if (!hasScope(t, scope)) throw new HttpError(403, 'FORBIDDEN', `This token lacks the "${scope}" scope.`);
+  const scopes: readonly Scope[] = typeof scope === 'string' ? [scope] : scope;
+  if (!scopes.some((s) => hasScope(t, s))) throw new HttpError(403, 'FORBIDDEN', `This token lacks the ${scopes.map((s) => `"${s}"`).join(' or ')} scope.`);
   if (partnerId !== undefined && !canActOn(t, partnerId)) throw new HttpError(403, 'FORBIDDEN', 'This token may not act on this partner.');
   return t;
+}
+
+/**
+ * 403 FORBIDDEN unless the token may post every one of these raw commands (contract §3, property
+ * level: the table is `commandPolicy`); checked before validation, nothing is accepted on refusal.
+ */
+export function authorizeCommands(token: ApiToken, raws: readonly unknown[], opts: { batch: boolean }): void {
+  const refusal = commandsRefusal(token.scopes, raws, opts);
+  if (refusal) throw new HttpError(403, 'FORBIDDEN', refusal.message, refusal.details);
 }

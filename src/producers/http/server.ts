@@ -1,12 +1,14 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { AppContext } from '../../context.js';
 import { commandIntake, getCommandStatus } from '../../commands/log.js';
-import { HttpError, isDatabaseUnavailable } from '../../commands/errors.js';
-import { adminOnlyTypes, batchSchema, idPattern, parseCommand, parseCommands, toIssues, type Command, type Issue } from '../../commands/schemas.js';
+import { errorReply, HttpError } from '../errors.js';
+import { isDatabaseUnavailable } from '../../db/errors.js';
+import { findCreditSnapshot, pingDatabase } from '../../db/read-store.js';
+import { batchSchema, postingScopes, idPattern, parseCommand, parseCommands, toIssues, type Command, type Issue } from '../../commands/schemas.js';
 import { addMonths, monthRange } from '../../domain/credit.js';
-import { creditReport, monthOf, recalculateCredit } from '../../workers/credit.js';
-import { authenticate, authorize, canActOn, TokenRegistry } from './auth.js';
-import { createHash } from 'node:crypto';
+import { creditReport, monthOf, recalculateCredit } from '../../commands/credit.js';
+import { authenticate, authorize, authorizeCommands, canActOn, TokenRegistry } from './auth.js';
+import { createHash, randomUUID } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -15,6 +17,7 @@ import { registerGrantRoutes } from './grants.js';
 import { Partner } from '../../db/entities.js';
 import { registerQueueDashboard } from './dashboard.js';
 import { registerAuditRoutes } from './audit.js';
+import { registerWebApp } from './app/index.js';
 import { getClient, listClients, listConflicts, listEmployees, partnerExists } from './reads.js';
 
 export interface ServerOptions {
@@ -28,12 +31,32 @@ export function serializeRequest(req: { method?: string; url?: string; ip?: stri
   return { method: req.method, url: req.url?.replace(/\/v1\/grants\/[^/?#]+/, '/v1/grants/[redacted]'), remoteAddress: req.ip, id: req.id };
 }
 
+/**
+ * The request id (contract §4): the caller's `X-Request-Id` when it is 1–128 characters of
+ * [A-Za-z0-9._:-], else a new UUID. Fastify puts it on every log line of the request (`reqId`); the
+ * reply echoes it in `X-Request-Id` and error bodies carry it as `requestId`.
+ */
+function requestId(req: { headers: Record<string, string | string[] | undefined> }): string {
+  const sent = req.headers['x-request-id'];
+  return typeof sent === 'string' && idPattern.test(sent) ? sent : randomUUID();
+}
+
 const validation = (issues: Issue[]) => new HttpError(400, 'VALIDATION_FAILED', 'The request is not valid.', { issues });
 
 function partnerParam(req: FastifyRequest): string {
   const id = (req.params as { partnerId?: string }).partnerId ?? '';
   if (!idPattern.test(id)) throw validation([{ path: 'partnerId', message: 'must be 1–128 characters of [A-Za-z0-9._:-]' }]);
   return id;
+}
+
+/** How long `/readyz` waits for each ping (they run at once), so it answers within 2 s. */
+const READY_PING_MS = 1500;
+
+/** The check's answer, or false when it fails or has not answered within `ms`. */
+function within(ms: number, check: Promise<boolean>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  return Promise.race([check.catch(() => false), late]).finally(() => clearTimeout(timer));
 }
 
 /** The HTTP API of contract §3–§7 (commands, reads, grant links, health). */
@@ -44,20 +67,32 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     bodyLimit: ctx.config.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: ctx.config.logLevel !== 'debug' && ctx.config.logLevel !== 'trace' }),
     routerOptions: { maxParamLength: 300 },
+    genReqId: requestId,
   });
   const { registry } = opts;
+  // First hook of all, so every reply (401 from auth, 404, 413, 415, 429 included) carries the id.
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  // Per request: one metric and one info line (with the request id) naming the route's pattern, never
+  // the URL (grant links carry tokens) nor any header. Probes and scrapes log at debug only. (At
+  // debug, Fastify's own incoming/completed lines come too, with the URL, grant tokens masked.)
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    ctx.metrics.recordHttp(route, req.method, reply.statusCode, reply.elapsedTime / 1000);
+    const probe = route === '/healthz' || route === '/readyz' || route === '/metrics';
+    req.log[probe ? 'debug' : 'info']({ method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+  });
   // Concurrent requests share a transaction and an addBulk (group commit); each still gets its own reply.
   const intake = commandIntake(ctx.orm, ctx.queues);
 
-  // Commands are JSON only: anything else is 415 (the text/plain default parser is removed).
+  // Commands are JSON only: anything else is 415 (the text/plain default parser is removed). The
+  // grant page's form parser lives in the grant routes' own scope, so a form body is 415 elsewhere.
   app.removeContentTypeParser('text/plain');
-  // A form post from the grant page carries no data we need.
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, _body, done) => done(null, {}));
 
   app.setErrorHandler((err: Error & { code?: string; statusCode?: number }, req, reply) => {
-    if (err instanceof HttpError) {
-      return reply.code(err.status).send({ error: { code: err.code, message: err.message, ...err.details } });
-    }
+    const known = errorReply(err);
+    if (known) return reply.code(known.status).send(known.body);
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return reply.code(413).send({ error: { code: 'PAYLOAD_TOO_LARGE', message: `The body is larger than ${ctx.config.bodyLimitBytes} bytes.` } });
     }
@@ -96,6 +131,11 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
   app.get('/openapi.json', { schema: { hide: true } }, async () => openApiDocument());
 
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'No such route.' } }));
+  // Every error body carries the request id (contract §4), whichever handler, hook or plugin wrote it.
+  app.addHook('preSerialization', async (req, reply, payload: unknown) => {
+    const error = reply.statusCode >= 400 ? (payload as { error?: unknown } | null)?.error : undefined;
+    return error !== null && typeof error === 'object' && !Array.isArray(error) ? { ...(payload as object), error: { ...error, requestId: req.id } } : payload;
+  });
 
   // Authenticate before the body is parsed: without a valid token the answer is 401, whatever the body.
   app.addHook('onRequest', async (req) => {
@@ -105,9 +145,12 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    const checks: Record<string, boolean> = {};
-    checks.postgres = await ctx.orm.em.fork().execute('select 1').then(() => true, () => false);
-    checks.redis = await ctx.queues.connection.ping().then((r) => r === 'PONG', () => false);
+    // Bounded: a stalled Redis or Postgres reads as not ready within READY_PING_MS, not when it wakes up.
+    const [postgres, redis] = await Promise.all([
+      within(READY_PING_MS, pingDatabase(ctx.orm.em.fork())),
+      within(READY_PING_MS, ctx.queues.connection.ping().then((r) => r === 'PONG')),
+    ]);
+    const checks: Record<string, boolean> = { postgres, redis };
     Object.assign(checks, opts.readiness?.() ?? {});
     const ok = Object.values(checks).every(Boolean);
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks });
@@ -124,36 +167,33 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     }
     return r.command;
   };
-  const checkAdminTypes = (req: FastifyRequest, commands: Command[]) => {
-    const t = req.apiToken!;
-    const adminOnly = commands.find((c) => adminOnlyTypes.has(c.type));
-    if (adminOnly && !t.scopes.includes('admin')) throw new HttpError(403, 'FORBIDDEN', `Only an admin token may post ${adminOnly.type}.`);
-  };
 
   app.post('/v1/partners/:partnerId/commands', async (req, reply) => {
     const partnerId = partnerParam(req);
-    const token = authorize(registry, req, 'commands:write', partnerId);
+    const token = authorize(registry, req, postingScopes, partnerId);
+    authorizeCommands(token, [req.body], { batch: false });
     const idem = req.headers['idempotency-key'];
     const command = readCommand(req.body, [], typeof idem === 'string' ? idem : undefined);
-    checkAdminTypes(req, [command]);
     const [accepted] = await intake.submit({ partnerId, tokenName: token.name, commands: [command] });
     const { created, ...body } = accepted!;
     if (created) ctx.metrics.accepted.inc({ type: body.type });
+    if (!created) reply.header('idempotent-replayed', 'true');
     return reply.code(created ? 202 : 200).send(body);
   });
 
   app.post('/v1/partners/:partnerId/commands::batch', async (req, reply) => {
     const partnerId = partnerParam(req);
-    const token = authorize(registry, req, 'commands:write', partnerId);
+    const token = authorize(registry, req, postingScopes, partnerId);
     const parsed = batchSchema.safeParse(req.body);
     if (!parsed.success) throw validation(toIssues(parsed.error));
+    authorizeCommands(token, parsed.data.commands, { batch: true });
     const batch = parseCommands(parsed.data.commands);
     if (!batch.ok) throw validation(batch.issues);
     const { commands } = batch;
-    checkAdminTypes(req, commands);
-    const accepted = await intake.submit({ partnerId, tokenName: token.name, commands });
+    const accepted = await intake.submit({ partnerId, tokenName: token.name, commands, batch: true });
     const anyCreated = accepted.some((a) => a.created);
     for (const a of accepted) if (a.created) ctx.metrics.accepted.inc({ type: a.type });
+    if (!anyCreated) reply.header('idempotent-replayed', 'true');
     return reply.code(anyCreated ? 202 : 200).send({ commands: accepted.map(({ created: _c, ...a }) => a) });
   });
 
@@ -197,8 +237,7 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
 
   app.get('/v1/partners/:partnerId/dashboard', async (req) => {
     const { partnerId, em } = await partnerRead(req, 'read');
-    const [snap] = await em.execute<{ managed_mrr: string; sold_tier_credit: string; tier: string; next_tier: string | null; upcoming_renewals: number; calculated_at: string }[]>(
-      'select managed_mrr, sold_tier_credit, tier, next_tier, upcoming_renewals, calculated_at from credit_snapshot where partner_id = ?', [partnerId]);
+    const snap = await findCreditSnapshot(em, partnerId);
     const partner = await em.findOne(Partner, { id: partnerId });
     if (!snap) {
       // Never calculated yet: compute it now from the facts (the same function the scheduler runs).
@@ -206,12 +245,12 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
       return { alerts: { upcomingRenewals: s.upcomingRenewals }, managedMrr: s.managedMrr, soldTierCredit: s.soldTierCredit, tier: s.tier, team: partner?.team ?? {}, calculatedAt: ctx.now().toISOString() };
     }
     return {
-      alerts: { upcomingRenewals: snap.upcoming_renewals },
-      managedMrr: Number(snap.managed_mrr),
-      soldTierCredit: Number(snap.sold_tier_credit),
-      tier: { current: snap.tier, next: snap.next_tier },
+      alerts: { upcomingRenewals: snap.upcomingRenewals },
+      managedMrr: Number(snap.managedMrr),
+      soldTierCredit: Number(snap.soldTierCredit),
+      tier: { current: snap.tier, next: snap.nextTier },
       team: partner?.team ?? {},
-      calculatedAt: new Date(snap.calculated_at).toISOString(),
+      calculatedAt: new Date(snap.calculatedAt).toISOString(),
     };
   });
 
@@ -234,8 +273,13 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     return ctx.metrics.registry.metrics();
   });
 
-  registerGrantRoutes(app, ctx);
+  await app.register(async (grants) => {
+    // A form post from the grant page carries no data we need.
+    grants.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, _body, done) => done(null, {}));
+    registerGrantRoutes(grants, ctx);
+  });
   await registerQueueDashboard(app, ctx, registry);
   registerAuditRoutes(app, ctx, registry);
+  await registerWebApp(app, ctx, registry);
   return app;
 }

@@ -1,0 +1,75 @@
+import type { Em } from '../db/orm.js';
+import { computeManagedMrr, computeSoldCredit, computeTier, countUpcomingRenewals, type SoldCreditReport } from '../domain/credit.js';
+import { defaultTierThresholds } from '../../config/tiers.js';
+import { loadCreditFacts, storeSnapshots, type CreditFacts, type SnapshotRow } from '../db/credit-store.js';
+
+export const monthOf = (d: Date) => d.toISOString().slice(0, 7);
+export const dayOf = (d: Date) => d.toISOString().slice(0, 10);
+
+const noFacts = (): CreditFacts => ({ clients: [], sales: [], churns: [] });
+
+/** The monthly sold tier credit report of a partner over a range of months. */
+export async function creditReport(em: Em, partnerId: string, range: { from: string; to: string }): Promise<SoldCreditReport> {
+  const { sales, churns } = (await loadCreditFacts(em, [partnerId])).get(partnerId) ?? noFacts();
+  return computeSoldCredit(sales, churns, range);
+}
+
+export interface CreditSnapshot {
+  managedMrr: number;
+  soldTierCredit: number;
+  tier: { current: string; next: string | null };
+  upcomingRenewals: number;
+  month: string;
+}
+
+/** A partner's credit and tier for `month` (at `now`), from its facts: pure, no I/O. */
+export function computeCreditSnapshot(facts: CreditFacts, opts: { now: Date; month: string; renewalAlertDays: number }): CreditSnapshot {
+  const { clients, sales, churns } = facts;
+  const managedMrr = computeManagedMrr(clients.map((c) => ({ hubId: c.hubId, status: c.status, mrr: c.mrr, hasTaggedActiveAccess: c.managed })));
+  const report = computeSoldCredit(sales, churns, { from: opts.month, to: opts.month });
+  const soldTierCredit = report.months.at(-1)?.total ?? 0;
+  const tier = computeTier(soldTierCredit, defaultTierThresholds);
+  const upcomingRenewals = countUpcomingRenewals(clients, dayOf(opts.now), opts.renewalAlertDays);
+  return { managedMrr, soldTierCredit, tier, upcomingRenewals, month: opts.month };
+}
+
+const snapshotRow = (partnerId: string, s: CreditSnapshot, calculatedAt: Date): SnapshotRow => ({
+  partnerId, managedMrr: s.managedMrr, soldTierCredit: s.soldTierCredit, tier: s.tier.current, nextTier: s.tier.next, upcomingRenewals: s.upcomingRenewals, calculatedAt,
+});
+
+/**
+ * Recomputes a partner's credit and tier from source facts (never incremented) and stores the
+ * snapshot the dashboard reads: one read, one write. Running it twice, late or concurrently gives
+ * the same numbers. A month other than the current one is computed and returned, not stored.
+ */
+export async function recalculateCredit(em: Em, partnerId: string, opts: { now: Date; month?: string; renewalAlertDays: number }): Promise<CreditSnapshot> {
+  const month = opts.month ?? monthOf(opts.now);
+  const facts = (await loadCreditFacts(em, [partnerId])).get(partnerId) ?? noFacts();
+  const snapshot = computeCreditSnapshot(facts, { now: opts.now, month, renewalAlertDays: opts.renewalAlertDays });
+  if (month !== monthOf(opts.now)) return snapshot;
+  await storeSnapshots(em, [snapshotRow(partnerId, snapshot, opts.now)]);
+  return snapshot;
+}
+
+/**
+ * The same for many partners (current month): one read for all of them, then one write of every
+ * snapshot computed. A partner whose numbers cannot be computed (its facts break a domain rule) is
+ * returned in `failed` and left out of the write; the others are stored. A failing read or write
+ * throws, and then nothing was stored.
+ */
+export async function recalculateCredits(em: Em, partnerIds: readonly string[], opts: { now: Date; renewalAlertDays: number }): Promise<{ stored: string[]; failed: { partnerId: string; error: Error }[] }> {
+  const month = monthOf(opts.now);
+  const facts = await loadCreditFacts(em, partnerIds);
+  const snapshots: SnapshotRow[] = [];
+  const failed: { partnerId: string; error: Error }[] = [];
+  for (const partnerId of new Set(partnerIds)) {
+    try {
+      const snapshot = computeCreditSnapshot(facts.get(partnerId) ?? noFacts(), { now: opts.now, month, renewalAlertDays: opts.renewalAlertDays });
+      snapshots.push(snapshotRow(partnerId, snapshot, opts.now));
+    } catch (err) {
+      failed.push({ partnerId, error: err instanceof Error ? err : new Error(String(err)) });
+    }
+  }
+  if (snapshots.length) await storeSnapshots(em, snapshots);
+  return { stored: snapshots.map((r) => r.partnerId), failed };
+}

@@ -1,0 +1,148 @@
+import { sql } from 'kysely';
+import { jsonb, rows } from './exec.js';
+import type { Em } from './orm.js';
+
+/**
+ * The command log (tables `command`, `command_item`): every accepted command, the source of truth
+ * for its status. Timestamps are read as Postgres writes them (strings: the driver does not parse
+ * them), so their row fields are `string`.
+ */
+
+export type CommandState = 'waiting' | 'active' | 'completed' | 'failed';
+
+/** An error as stored on a command or an item: a stable code and a message. */
+export interface StoredError { code: string; message: string }
+
+// ---------------------------------------------------------------------------------------------
+// Intake and reads (commands/log.ts, the HTTP layer, the ops CLI)
+// ---------------------------------------------------------------------------------------------
+
+/** A command as the intake writes it (`issuedAt` an ISO instant). */
+export interface NewCommand {
+  id: string;
+  partnerId: string;
+  type: string;
+  payload: Record<string, unknown>;
+  bodyHash: string;
+  issuedAt: string | null;
+  tokenName: string | null;
+}
+
+/**
+ * Inserts commands in the order given (their `seq`, each partner's order of application, follows
+ * it), the whole set as one JSON parameter; an id that is already logged is left as it is. Returns
+ * the ids this call inserted.
+ */
+export async function insertCommands(em: Em, commands: readonly NewCommand[]): Promise<string[]> {
+  const set = commands.map((c) => ({
+    id: c.id, partner_id: c.partnerId, type: c.type, payload: c.payload, body_hash: c.bodyHash, issued_at: c.issuedAt, token_name: c.tokenName,
+  }));
+  const inserted = await rows(em, sql<{ id: string }>`
+    insert into command (id, partner_id, type, payload, body_hash, issued_at, token_name, enqueued_at)
+    select t.id, t.partner_id, t.type, t.payload, t.body_hash, t.issued_at, t.token_name, now()
+      from jsonb_to_recordset(${jsonb(set)})
+        as t(id text, partner_id text, type text, payload jsonb, body_hash text, issued_at timestamptz, token_name text)
+    on conflict (id) do nothing
+    returning id`);
+  return inserted.map((r) => r.id);
+}
+
+/** One JSON parameter holding a set of ids, as a predicate on `id`. */
+const idIn = (ids: readonly string[]) => sql<boolean>`id in (select jsonb_array_elements_text(${jsonb(ids)}))`;
+
+/** What decides whether a known commandId may be accepted again: its owner and its body. */
+export interface CommandKey { id: string; partnerId: string; bodyHash: string; state: CommandState }
+
+/** The owner, body hash and state of the commands among `ids` that are logged. */
+export async function findCommandKeys(em: Em, ids: readonly string[]): Promise<CommandKey[]> {
+  if (!ids.length) return [];
+  return em.getKysely()
+    .selectFrom('command')
+    .select(['id', 'partner_id as partnerId', 'body_hash as bodyHash', 'state'])
+    .where(idIn(ids))
+    .$narrowType<{ state: CommandState }>()
+    .execute();
+}
+
+/**
+ * Takes back commands that no worker has started (their jobs could not be enqueued). A command
+ * that a worker already picked up is kept.
+ */
+export async function deleteWaitingCommands(em: Em, ids: readonly string[]): Promise<void> {
+  if (!ids.length) return;
+  await em.getKysely().deleteFrom('command').where(idIn(ids)).where('state', '=', 'waiting').execute();
+}
+
+/** A logged command. */
+export interface CommandRow {
+  id: string;
+  partnerId: string;
+  type: string;
+  state: CommandState;
+  attempts: number;
+  payload: Record<string, unknown>;
+  tokenName: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  issuedAt: string | null;
+  result: unknown;
+  error: StoredError | null;
+}
+
+/** One logged command, or undefined. */
+export async function findCommand(em: Em, id: string): Promise<CommandRow | undefined> {
+  return em.getKysely()
+    .selectFrom('command')
+    .select(['id', 'partner_id as partnerId', 'type', 'state', 'attempts', 'payload', 'token_name as tokenName', 'result', 'error',
+      'created_at as createdAt', 'started_at as startedAt', 'finished_at as finishedAt', 'issued_at as issuedAt'])
+    .where('id', '=', id)
+    .$castTo<CommandRow>()
+    .executeTakeFirst();
+}
+
+/** One pair of a pair command. */
+export interface CommandItemRow { hubId: string; email: string; state: CommandState; outcome: string | null; error: StoredError | null }
+
+/** The pairs of a pair command, in the command's order. */
+export async function listCommandItems(em: Em, commandId: string): Promise<CommandItemRow[]> {
+  return em.getKysely()
+    .selectFrom('command_item')
+    .select(['hub_id as hubId', 'email', 'state', 'outcome', 'error'])
+    .where('command_id', '=', commandId)
+    .orderBy('idx')
+    .$narrowType<{ state: CommandState }>()
+    .execute();
+}
+
+/** A command applied at once, outside the queue (a grant link), logged as completed. */
+export interface AppliedCommand {
+  id: string;
+  partnerId: string;
+  type: string;
+  payload: Record<string, unknown>;
+  bodyHash: string;
+  tokenName: string;
+  result: Record<string, unknown>;
+}
+
+/** Logs a command that was applied in the caller's transaction; an id already logged is left as it is. */
+export async function insertAppliedCommand(em: Em, c: AppliedCommand): Promise<void> {
+  await em.getKysely()
+    .insertInto('command')
+    .values({
+      id: c.id,
+      partner_id: c.partnerId,
+      type: c.type,
+      payload: c.payload,
+      body_hash: c.bodyHash,
+      token_name: c.tokenName,
+      state: 'completed',
+      attempts: 1,
+      result: c.result,
+      started_at: sql`now()`,
+      finished_at: sql`now()`,
+    })
+    .onConflict((oc) => oc.column('id').doNothing())
+    .execute();
+}

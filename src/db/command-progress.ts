@@ -1,0 +1,208 @@
+import { sql } from 'kysely';
+import type { Em } from './orm.js';
+import { firstRow, jsonb, rows, run } from './exec.js';
+import type { CommandState, StoredError } from './command-log.js';
+
+/**
+ * The worker side of the command log: a command's progress (`command`: state, attempts, result,
+ * error; `command_item`: one row per pair of an access.assign / access.revoke) and the per-partner
+ * order of commands. The intake and status reads are in `command-log.ts`.
+ *
+ * Value types as Postgres sends them: `seq` (bigint) is a string, timestamps are strings.
+ */
+
+/** A command as stored: its payload is not validated here (see the command worker). */
+export interface CommandRow {
+  id: string;
+  seq: string;
+  partner_id: string;
+  type: string;
+  payload: unknown;
+  state: CommandState;
+  result: unknown;
+  issued_at: string | null;
+}
+
+/** Loads one command of the log. */
+export async function loadCommand(em: Em, commandId: string): Promise<CommandRow | undefined> {
+  return em.getKysely().selectFrom('command')
+    .select(['id', 'seq', 'partner_id', 'type', 'payload', 'state', 'result', 'issued_at'])
+    .where('id', '=', commandId)
+    .$castTo<CommandRow>()
+    .executeTakeFirst();
+}
+
+/** Locks the command row for the rest of the transaction; returns its state and result. */
+export async function lockCommand(tx: Em, commandId: string): Promise<{ state: CommandState; result: Record<string, unknown> } | undefined> {
+  return tx.getKysely().selectFrom('command').select(['state', 'result']).where('id', '=', commandId).forUpdate()
+    .$castTo<{ state: CommandState; result: Record<string, unknown> }>()
+    .executeTakeFirst();
+}
+
+/** The command's job started: waiting → active, one attempt more (a completed command is left alone). */
+export async function startCommand(em: Em, commandId: string): Promise<void> {
+  await run(em, sql`update command set state = case when state = 'waiting' then 'active' else state end, attempts = attempts + 1, started_at = coalesce(started_at, now())
+    where id = ${commandId} and state <> 'completed'`);
+}
+
+/** A non-pair command completed with its result. */
+export async function completeCommand(tx: Em, commandId: string, result: Record<string, unknown>): Promise<void> {
+  await tx.getKysely().updateTable('command')
+    .set({ state: 'completed', result: jsonb(result), error: null, finished_at: sql`now()` })
+    .where('id', '=', commandId)
+    .execute();
+}
+
+/** A non-pair command failed with its code (a pair command is settled from its items instead). */
+export async function failCommand(em: Em, commandId: string, error: StoredError): Promise<void> {
+  await em.getKysely().updateTable('command')
+    .set({ state: 'failed', error: jsonb(error), finished_at: sql`now()` })
+    .where('id', '=', commandId).where('state', '<>', 'completed').where('items_total', '=', 0)
+    .execute();
+}
+
+// ---- per-partner order --------------------------------------------------------------------------
+
+/** Where the command stands in its partner's order. */
+export async function commandOrder(em: Em, commandId: string): Promise<{ partner_id: string; seq: string } | undefined> {
+  return em.getKysely().selectFrom('command').select(['partner_id', 'seq']).where('id', '=', commandId).executeTakeFirst();
+}
+
+/** Unfinished, written as the partial indexes' predicate (`command_unfinished_by_partner`, `command_item_open`) so the planner matches them. */
+const isUnfinished = sql<boolean>`state in ('waiting', 'active')`;
+
+/** Whether an earlier command of the partner is still unfinished. */
+export async function hasEarlierUnfinished(em: Em, partnerId: string, seq: string): Promise<boolean> {
+  const r = await em.getKysely().selectFrom('command').select(sql<number>`1`.as('one'))
+    .where('partner_id', '=', partnerId).where('seq', '<', seq).where(isUnfinished)
+    .limit(1)
+    .executeTakeFirst();
+  return r !== undefined;
+}
+
+/** The partner's next unfinished command after `seq`, if any. */
+export async function nextUnfinished(em: Em, partnerId: string, seq: string): Promise<string | undefined> {
+  const r = await em.getKysely().selectFrom('command').select('id')
+    .where('partner_id', '=', partnerId).where('seq', '>', seq).where(isUnfinished)
+    .orderBy('seq').limit(1)
+    .executeTakeFirst();
+  return r?.id;
+}
+
+// ---- pair commands: fan-out ---------------------------------------------------------------------
+
+/**
+ * Writes a command's items once (client × employee, in order: `idx` is the position in `pairs`),
+ * fixes its item count and range size at the first fan-out, and returns the range size and the
+ * open items. Runs in the caller's transaction, with the command row locked first.
+ */
+export async function writeItems(tx: Em, commandId: string, pairs: readonly (readonly [hubId: string, email: string])[], rangeSize: number): Promise<{ rangeSize: number; open: number[] }> {
+  await run(tx, sql`select 1 from command where id = ${commandId} for update`);
+  await run(tx, sql`insert into command_item (command_id, idx, hub_id, email)
+    select ${commandId}, (t.ord - 1)::int, t.pair->>0, t.pair->>1 from jsonb_array_elements(${jsonb(pairs)}) with ordinality as t(pair, ord)
+    on conflict do nothing`);
+  // The range size is fixed at the first fan-out: a replay, or the reconciler, finds the same range jobs.
+  const c = await firstRow(tx, sql<{ range_size: number }>`update command set items_total = case when items_total = 0 then ${pairs.length}::int else items_total end,
+      range_size = case when range_size = 0 then ${rangeSize}::int else range_size end
+    where id = ${commandId} returning range_size`);
+  const open = await openItems(tx, commandId);
+  return { rangeSize: c!.range_size, open };
+}
+
+/** The open (waiting or active) items of a command, optionally only those of `[from, to)`, by idx. */
+export async function openItems(em: Em, commandId: string, range?: { from: number; to: number }): Promise<number[]> {
+  const r = await em.getKysely().selectFrom('command_item').select('idx')
+    .where('command_id', '=', commandId)
+    .$if(range !== undefined, (q) => q.where('idx', '>=', range!.from).where('idx', '<', range!.to))
+    .where(isUnfinished)
+    .orderBy('idx')
+    .execute();
+  return r.map((i) => i.idx);
+}
+
+// ---- pair commands: applying items -------------------------------------------------------------
+
+/** An item with what applying it needs from its command. */
+export interface ItemRow {
+  command_id: string;
+  idx: number;
+  partner_id: string;
+  type: string;
+  issued_at: string | null;
+  hub_id: string;
+  email: string;
+  state: CommandState;
+  outcome: string | null;
+}
+
+/** Loads many items (of any commands) in one query. */
+export async function loadItems(em: Em, refs: readonly { commandId: string; idx: number }[]): Promise<ItemRow[]> {
+  return rows(em, sql<ItemRow>`select i.command_id, i.idx, c.partner_id, c.type, c.issued_at, i.hub_id, i.email, i.state, i.outcome
+      from jsonb_to_recordset(${jsonb(refs.map((r) => ({ command_id: r.commandId, idx: r.idx })))}) as t(command_id text, idx int)
+      join command_item i on i.command_id = t.command_id and i.idx = t.idx
+      join command c on c.id = i.command_id`);
+}
+
+export interface ItemResult { commandId: string; idx: number; state: 'completed' | 'failed'; outcome: string | null; error: StoredError | null }
+
+/** Records the results of many items in one statement (a completed item is left alone); returns the items it recorded. */
+export async function recordItemResults(tx: Em, results: readonly ItemResult[]): Promise<{ command_id: string; idx: number }[]> {
+  const set = results.map((r) => ({ command_id: r.commandId, idx: r.idx, state: r.state, outcome: r.outcome, error: r.error }));
+  return rows(tx, sql<{ command_id: string; idx: number }>`update command_item i set state = t.state, outcome = t.outcome, error = t.error, attempts = i.attempts + 1, finished_at = now()
+      from jsonb_to_recordset(${jsonb(set)}) as t(command_id text, idx int, state text, outcome text, error jsonb)
+     where i.command_id = t.command_id and i.idx = t.idx and i.state <> 'completed'
+     returning i.command_id, i.idx`);
+}
+
+/** An open item failed after its job used up its attempts (no attempt is counted: none was recorded). */
+export async function failOpenItem(em: Em, commandId: string, idx: number, error: StoredError): Promise<void> {
+  await em.getKysely().updateTable('command_item')
+    .set({ state: 'failed', error: jsonb(error), finished_at: sql`now()` })
+    .where('command_id', '=', commandId).where('idx', '=', idx).where(isUnfinished)
+    .execute();
+}
+
+/** The outcome stored on an item. */
+export async function itemOutcome(em: Em, commandId: string, idx: number): Promise<string | null> {
+  const r = await em.getKysely().selectFrom('command_item').select('outcome').where('command_id', '=', commandId).where('idx', '=', idx).executeTakeFirst();
+  return r?.outcome ?? null;
+}
+
+/** Whether any item of the command is still open. */
+export async function hasOpenItems(em: Em, commandId: string): Promise<boolean> {
+  const r = await firstRow(em, sql<{ open: boolean }>`select exists (select 1 from command_item where command_id = ${commandId} and state in ('waiting', 'active')) as open`);
+  return r?.open !== false;
+}
+
+/**
+ * Settles a pair command from its items (state, outcome counts, first failure), computed, not
+ * incremented: safe to run concurrently and repeatedly. Returns the state the command had before,
+ * and its place in the partner's order.
+ */
+export async function settleFromItems(em: Em, commandId: string): Promise<{ before: CommandState; partner_id: string; seq: string } | undefined> {
+  return firstRow(em, sql<{ before: CommandState; partner_id: string; seq: string }>`with before as (select state from command where id = ${commandId}),
+        k as (select case when state = 'failed' then 'failed' else coalesce(outcome, state) end as k, count(*) as n
+                from command_item where command_id = ${commandId} group by 1)
+   update command set
+     state = case when exists (select 1 from k where k.k = 'failed') then 'failed' else 'completed' end,
+     finished_at = now(),
+     result = (select jsonb_build_object('pairs', sum(n), 'outcomes', jsonb_object_agg(k, n), 'outcome', case when count(*) = 1 then max(k) else 'mixed' end) from k),
+     error = (select error from command_item where command_id = ${commandId} and state = 'failed' order by idx limit 1)
+   where id = ${commandId} and items_total > 0
+   returning (select state from before) as before, partner_id, seq`);
+}
+
+// ---- the reconciler ----------------------------------------------------------------------------
+
+/** Unfinished commands accepted more than `graceSec` ago, oldest first. */
+export async function unfinishedCommands(em: Em, graceSec: number, limit: number): Promise<{ id: string; type: string; items_total: number }[]> {
+  return rows(em, sql<{ id: string; type: string; items_total: number }>`select id, type, items_total from command
+    where state in ('waiting', 'active') and created_at < now() - make_interval(secs => ${graceSec}::double precision) order by created_at limit ${limit}::int`);
+}
+
+/** The open items of these commands, with what their jobs are named and ranged by. */
+export async function openItemsOf(em: Em, commandIds: readonly string[], limit: number): Promise<{ command_id: string; idx: number; type: string; items_total: number; range_size: number }[]> {
+  return rows(em, sql<{ command_id: string; idx: number; type: string; items_total: number; range_size: number }>`select i.command_id, i.idx, c.type, c.items_total, c.range_size
+      from command_item i join command c on c.id = i.command_id
+     where i.command_id in (select jsonb_array_elements_text(${jsonb(commandIds)})) and i.state in ('waiting', 'active') limit ${limit}::int`);
+}

@@ -1,0 +1,114 @@
+import { decideAssignment, decideRevoke, laterOf, type AccessFacts, type AccessState, type ClientFacts, type Decision, type EmployeeFacts } from './access.js';
+import { DomainError } from './errors.js';
+
+/** One pair of an `access.assign` / `access.revoke` command, as a batch applies it. */
+export interface BatchPair {
+  partnerId: string;
+  hubId: string;
+  email: string;
+  commandId: string;
+  /** The item's position in its command. */
+  idx: number;
+  /** The command's issuedAt, when given. */
+  issuedAt: Date | null;
+  type: 'access.assign' | 'access.revoke';
+}
+
+/** What the database holds about one pair when its batch starts. */
+export interface PairFacts {
+  /** The employee (assigns only; null when unknown or not read). */
+  employee: EmployeeFacts | null;
+  /** The client (assigns only; null when unknown or not read). */
+  client: ClientFacts | null;
+  /** The partners holding a live (pending or active) access to the client for this email. */
+  live: readonly string[];
+  /** Whether the email is one of the client's portal users. */
+  portal: boolean;
+  /** This partner's access row for the pair. */
+  access: AccessFacts | null;
+}
+
+export type PairOutcomeOrError = { ok: true; decision: Decision; outboxId?: string } | { ok: false; error: DomainError };
+
+/** An access row to write: a new state, or (state null) only the newest command seen on it. */
+export interface PlannedWrite { pair: BatchPair; state: AccessState | null; issuedAt: Date | null }
+
+/** What applying a batch must write, decided without I/O. */
+export interface PairBatchPlan {
+  /** One result per pair, in order. */
+  results: PairOutcomeOrError[];
+  /** Access rows whose state is written (one per partner, client and email; the last pair that wrote it). */
+  stateWrites: (PlannedWrite & { state: AccessState })[];
+  /** Access rows of which only `last_issued_at` moves. */
+  touches: PlannedWrite[];
+  /** Pairs revoked: their open grant links expire. */
+  revoked: BatchPair[];
+  /** Pairs now pending: one grant link and one email each (`i`: the pair's index in the batch). */
+  pending: { pair: BatchPair; i: number }[];
+  /** Pairs refused because the email is linked to another partner for the client. */
+  conflicts: BatchPair[];
+}
+
+const pk = (p: { partnerId: string; hubId: string; email: string }) => `${p.partnerId}\n${p.hubId}\n${p.email}`;
+const hk = (p: { hubId: string; email: string }) => `${p.hubId}\n${p.email}`;
+
+/**
+ * Decides a batch of pairs in order with the pure access rules: a later pair of the batch sees the
+ * effect of the earlier ones (an assign then a revoke of the same pair, two partners racing for one
+ * email). `facts[i]` is what the database held for `pairs[i]` when the batch started. Returns each
+ * pair's outcome or refusal and the writes that apply them; the caller writes them in one
+ * transaction. Refusals that retrying cannot fix are returned as DomainErrors, not thrown.
+ */
+export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairFacts[]): PairBatchPlan {
+  // The batch's own view of the world, updated as each pair is decided.
+  const access = new Map<string, AccessFacts | null>();
+  const live = new Map<string, Set<string>>();
+  pairs.forEach((p, i) => {
+    const f = facts[i]!;
+    if (!access.has(pk(p))) access.set(pk(p), f.access);
+    if (!live.has(hk(p))) live.set(hk(p), new Set(f.live));
+  });
+  const writes = new Map<string, PlannedWrite>();
+  const plan: PairBatchPlan = { results: [], stateWrites: [], touches: [], revoked: [], pending: [], conflicts: [] };
+
+  pairs.forEach((p, i) => {
+    const f = facts[i]!;
+    const current = access.get(pk(p)) ?? null;
+    const liveHere = live.get(hk(p))!;
+    let decision: Decision;
+    try {
+      decision = p.type === 'access.assign'
+        ? decideAssignment({ employee: f.employee, client: f.client, access: current, linkedToOtherPartner: [...liveHere].some((x) => x !== p.partnerId), isPortalUser: f.portal, issuedAt: p.issuedAt })
+        : decideRevoke(current, p.issuedAt);
+    } catch (err) {
+      if (!(err instanceof DomainError)) throw err;
+      if (err.code === 'EMAIL_LINKED_TO_OTHER_PARTNER') plan.conflicts.push(p);
+      plan.results.push({ ok: false, error: err });
+      return;
+    }
+    plan.results.push({ ok: true, decision });
+    if (decision.outcome === 'superseded') return;
+    const prior = writes.get(pk(p));
+    if ('state' in decision) {
+      writes.set(pk(p), { pair: p, state: decision.state, issuedAt: laterOf(prior?.issuedAt ?? null, p.issuedAt) });
+      access.set(pk(p), { state: decision.state, lastIssuedAt: laterOf(current?.lastIssuedAt ?? null, p.issuedAt) });
+      if (decision.state === 'revoked') {
+        liveHere.delete(p.partnerId);
+        plan.revoked.push(p);
+      } else {
+        liveHere.add(p.partnerId);
+      }
+      if (decision.outcome === 'pending') plan.pending.push({ pair: p, i });
+    } else if (p.issuedAt && (current || p.type === 'access.revoke')) {
+      // unchanged: remember the newest command seen on the pair (a revoke of a pair that never existed too)
+      writes.set(pk(p), { pair: p, state: prior?.state ?? (current ? null : 'revoked'), issuedAt: laterOf(prior?.issuedAt ?? null, p.issuedAt) });
+      access.set(pk(p), { state: current?.state ?? 'revoked', lastIssuedAt: laterOf(current?.lastIssuedAt ?? null, p.issuedAt) });
+    }
+  });
+
+  for (const w of writes.values()) {
+    if (w.state !== null) plan.stateWrites.push({ ...w, state: w.state });
+    else plan.touches.push(w);
+  }
+  return plan;
+}

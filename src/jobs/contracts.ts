@@ -1,0 +1,130 @@
+import { createHash } from 'node:crypto';
+import type { JobsOptions } from 'bullmq';
+import { z } from 'zod';
+import { commandIdSchema, idPattern } from '../commands/schemas.js';
+
+/**
+ * The job contracts: per job, its queue, its name, its payload schema (strict and bounded: a job
+ * carries ids only, never emails or names, so Redis can be rebuilt from Postgres), its job id and
+ * its options. Jobs are added by `enqueue.ts` only, and every processor parses its payload here
+ * first: a payload that does not fit (a job forged into Redis, a corrupt one) fails at once with
+ * `VALIDATION_FAILED`.
+ */
+
+/** Queue names. */
+export const QUEUES = {
+  /** One job per accepted command: `{commandId}`. */
+  commands: 'commands',
+  /**
+   * access.assign / access.revoke pairs: one job per range of a command's pairs (`{commandId, from, to}`,
+   * applied in one transaction), and one job per pair (`{commandId, idx}`) for a pair that failed or
+   * must be applied on its own, so a refused pair is one failed job with its code.
+   */
+  pairs: 'pairs',
+  /** One job per outbox row: `{outboxId}`. */
+  mail: 'mail',
+  /** Credit recalculation: the scheduled fan-out, one job per group of partners, and single-partner jobs. */
+  credit: 'credit',
+} as const;
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+
+/** Retries with exponential backoff for transient failures; refusals fail at once (UnrecoverableError) and skip them. */
+export const defaultJobOptions: JobsOptions = {
+  attempts: 8,
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: { age: 24 * 3600, count: 5000 },
+  removeOnFail: { age: 14 * 24 * 3600, count: 50_000 },
+};
+
+/** The first retry delay of a job (the backoff's base). */
+export const firstBackoffMs = typeof defaultJobOptions.backoff === 'object' ? defaultJobOptions.backoff.delay ?? 1000 : 1000;
+
+/** The id of the job scheduler of the daily recalculation (`recalculate-all`). */
+export const RECALC_SCHEDULER_ID = 'credit-recalculate-daily';
+
+/** BullMQ job ids must not contain ':' (commandIds may): '~' is outside the commandId alphabet, so this is one-to-one. */
+const safe = (id: string) => id.replaceAll(':', '~');
+
+/** Job ids: deterministic, so a replayed enqueue (or the reconciler) adds nothing twice while the job exists. */
+export const jobIds = {
+  command: (commandId: string) => `c.${safe(commandId)}`,
+  pair: (commandId: string, idx: number) => `p.${safe(commandId)}.${idx}`,
+  pairRange: (commandId: string, from: number, to: number) => `p.${safe(commandId)}.${from}-${to}`,
+  mail: (outboxId: string | number) => `m.${outboxId}`,
+  /** One partner's own recalculation in a run. */
+  credit: (partnerId: string, runId: string) => `r.${safe(partnerId)}.${runId}`,
+  /**
+   * One group of one run: the run and the group's members (a digest), so a replayed fan-out over
+   * the same partners adds nothing twice, and one over changed partners (a partner created
+   * meanwhile) adds the groups that changed rather than skipping anyone.
+   */
+  recalcGroup: (runId: string, partnerIds: readonly string[]) => `rg.${runId}.${createHash('sha256').update(JSON.stringify(partnerIds)).digest('hex').slice(0, 20)}`,
+};
+
+/** @see jobIds.recalcGroup */
+export const recalcGroupJobId = jobIds.recalcGroup;
+
+const partnerId = z.string().regex(idPattern);
+/** A pair's position in its command (a command has at most 1000 pairs). */
+const idx = z.number().int().min(0).max(999);
+/** A run of the recalculation: the fan-out job's id, letters and digits only. */
+const runId = z.string().regex(/^[A-Za-z0-9]{1,200}$/);
+
+const commandJob = z.object({ commandId: commandIdSchema }).strict();
+const pairRangeJob = z.object({ commandId: commandIdSchema, from: idx, to: z.number().int().min(1).max(1000) }).strict()
+  .refine((d) => d.from < d.to, { message: 'from must be below to', path: ['to'] });
+const pairJob = z.object({ commandId: commandIdSchema, idx }).strict();
+const mailJob = z.object({ outboxId: z.string().regex(/^\d{1,19}$/) }).strict();
+const recalcAllJob = z.object({ groupSize: z.number().int().min(1).max(1000).optional() }).strict();
+const recalcGroupJob = z.object({ partnerIds: z.array(partnerId).min(1).max(1000), runId }).strict();
+const recalcPartnerJob = z.object({ partnerId, isolatedFrom: z.string().min(1).max(300).optional() }).strict();
+
+export type CommandJob = z.infer<typeof commandJob>;
+export type PairRangeJob = z.infer<typeof pairRangeJob>;
+export type PairItemJob = z.infer<typeof pairJob>;
+export type PairJob = PairRangeJob | PairItemJob;
+export type MailJob = z.infer<typeof mailJob>;
+export type RecalcAllJob = z.infer<typeof recalcAllJob>;
+export type RecalcGroupJob = z.infer<typeof recalcGroupJob>;
+export type RecalcPartnerJob = z.infer<typeof recalcPartnerJob>;
+export type CreditJob = RecalcAllJob | RecalcGroupJob | RecalcPartnerJob;
+
+/**
+ * Every job, by kind. `name` is the BullMQ job name; null for `commands` and `pairs` jobs, which are
+ * named by their command's type (shown on the dashboard, and given to the jobs a range hands over). Idempotency keys, retries and what a failure means are documented on each processor and in
+ * the README's job catalogue.
+ */
+export const jobContracts = {
+  /** A command to apply. Idempotency key: the commandId (the log row is locked and checked). */
+  command: { queue: QUEUES.commands, name: null, schema: commandJob, jobId: (d: CommandJob) => jobIds.command(d.commandId), options: defaultJobOptions },
+  /** The pairs `[from, to)` of a pair command, applied in one transaction. Idempotency key: (commandId, idx) per pair. */
+  pairRange: { queue: QUEUES.pairs, name: null, schema: pairRangeJob, jobId: (d: PairRangeJob) => jobIds.pairRange(d.commandId, d.from, d.to), options: defaultJobOptions },
+  /** One pair of a pair command, on its own (a refused pair fails here with its code). Idempotency key: (commandId, idx). */
+  pair: { queue: QUEUES.pairs, name: null, schema: pairJob, jobId: (d: PairItemJob) => jobIds.pair(d.commandId, d.idx), options: defaultJobOptions },
+  /** One outbox row to send. Idempotency key: the outbox row (a sent row is never sent again). */
+  mail: { queue: QUEUES.mail, name: 'send', schema: mailJob, jobId: (d: MailJob) => jobIds.mail(d.outboxId), options: defaultJobOptions },
+  /** The scheduler's fan-out (job id: the scheduler's). */
+  recalculateAll: { queue: QUEUES.credit, name: 'recalculate-all', schema: recalcAllJob, jobId: null, options: defaultJobOptions },
+  /** One group of partners of a run: one read, one write. */
+  recalculatePartners: { queue: QUEUES.credit, name: 'recalculate-partners', schema: recalcGroupJob, jobId: (d: RecalcGroupJob) => jobIds.recalcGroup(d.runId, d.partnerIds), options: defaultJobOptions },
+  /** One partner (handed over by its group, or on its own). */
+  recalculatePartner: { queue: QUEUES.credit, name: 'recalculate-partner', schema: recalcPartnerJob, jobId: (d: RecalcPartnerJob, run: string) => jobIds.credit(d.partnerId, run), options: defaultJobOptions },
+} as const;
+
+export type JobKind = keyof typeof jobContracts;
+export type JobData<K extends JobKind> = z.infer<(typeof jobContracts)[K]['schema']>;
+
+/** The credit job kind of a job name, if it is one. */
+export const creditJobKind = (name: string): 'recalculateAll' | 'recalculatePartners' | 'recalculatePartner' | null =>
+  name === jobContracts.recalculateAll.name ? 'recalculateAll'
+    : name === jobContracts.recalculatePartners.name ? 'recalculatePartners'
+      : name === jobContracts.recalculatePartner.name ? 'recalculatePartner' : null;
+
+/** Parses a job's payload with its contract; says what does not fit (bounded) when it does not. */
+export function parsePayload<K extends JobKind>(kind: K, data: unknown): { ok: true; data: JobData<K> } | { ok: false; message: string } {
+  const schema: z.ZodType = jobContracts[kind].schema;
+  const r = schema.safeParse(data);
+  if (r.success) return { ok: true, data: r.data as JobData<K> };
+  const issues = r.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || 'data'}: ${i.message}`).join('; ');
+  return { ok: false, message: `${kind} job payload is invalid: ${issues}`.slice(0, 500) };
+}
