@@ -82,9 +82,11 @@ export const envSchema = z.object({
   RECONCILE_INTERVAL_MS: int(200, 3_600_000).default(5000).describe('how often unfinished commands without a job are re-enqueued'),
   RECONCILE_GRACE_MS: int(0, 3_600_000).default(10_000).describe('age of a command before the reconciler looks at it'),
   RATE_LIMIT_PER_MINUTE: int(0, 10_000_000).default(60_000).describe('requests per minute per API token (0 disables the limit)'),
-  GRANT_TTL_DAYS: int(1, 365).default(14).describe('validity of a grant link'),
+  GRANT_TTL_DAYS: z.coerce.number().finite().positive().max(365).default(14).describe('days a pending request (and its link) stays open after its email; decimals allowed (0.0005 is about 43 seconds)'),
   GRANT_REMINDER_DAYS: dayList('3').describe('comma list: days before a pending request expires when the client gets a reminder'),
   ACCESS_END_REMINDER_DAYS: dayList('30,7,1').describe('comma list: days before a time-bound access ends when the partner is told'),
+  GRANT_LINK_SECRET: z.string().min(16).max(1000).optional().describe('key of the grant links (HMAC-SHA256); the same in every process; required with NODE_ENV=production'),
+  LIFECYCLE_SWEEP_MS: int(100, 86_400_000).default(60_000).describe('how often the lifecycle sweep runs (request expiry, reminders, time-bound access ends and their notices)'),
   WEBHOOK_ALLOW_PRIVATE: bool.default(false).describe('allow webhook targets on loopback/private addresses (development, tests)'),
   BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(5 * 1024 * 1024).describe('largest accepted request body (413 above)'),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(15_000).describe('bound on draining workers at SIGTERM'),
@@ -93,6 +95,9 @@ export const envSchema = z.object({
 });
 
 const apiTokens = z.array(tokenSchema).min(1).max(10_000);
+
+/** The grant-link key outside production when GRANT_LINK_SECRET is not set: public, so links made with it prove nothing. */
+export const DEV_GRANT_LINK_SECRET = 'development-only-grant-link-secret-do-not-use-in-production';
 
 /**
  * The environment turned into the typed configuration the application is given. API_TOKENS is
@@ -117,6 +122,10 @@ export const configSchema = envSchema.transform((e, ctx) => {
     tokens = t.data;
   } else if (e.NODE_ENV === 'production') {
     ctx.addIssue({ code: 'custom', path: ['API_TOKENS'], message: 'required when NODE_ENV=production' });
+    return z.NEVER;
+  }
+  if (e.GRANT_LINK_SECRET === undefined && e.NODE_ENV === 'production') {
+    ctx.addIssue({ code: 'custom', path: ['GRANT_LINK_SECRET'], message: 'required when NODE_ENV=production' });
     return z.NEVER;
   }
   return {
@@ -145,6 +154,14 @@ export const configSchema = envSchema.transform((e, ctx) => {
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     reconcileGraceMs: e.RECONCILE_GRACE_MS,
     grantTtlDays: e.GRANT_TTL_DAYS,
+    /**
+     * The key of the grant links' tokens (HMAC-SHA256 of the pair and its request). Outside
+     * production without GRANT_LINK_SECRET: a fixed development key (API and worker processes
+     * must agree, so never a random one), and `grantLinkSecretIsDefault` says so (a warning at start).
+     */
+    grantLinkSecret: e.GRANT_LINK_SECRET ?? DEV_GRANT_LINK_SECRET,
+    grantLinkSecretIsDefault: e.GRANT_LINK_SECRET === undefined,
+    lifecycleSweepMs: e.LIFECYCLE_SWEEP_MS,
     /** Days before a pending request expires when the client is reminded, largest first. */
     grantReminderDays: e.GRANT_REMINDER_DAYS,
     /** Days before a time-bound access ends when the partner is told, largest first. */

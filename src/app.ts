@@ -9,10 +9,11 @@ import type { AppContext } from './context.js';
 import { checkDatabaseServer, openOrm } from './db/orm.js';
 import { TokenRegistry } from './producers/http/auth.js';
 import { buildServer } from './producers/http/server.js';
-import { createQueues } from './jobs/queues.js';
+import { createQueues, type RedisClient } from './jobs/queues.js';
 import { listenMetrics, Metrics, type MetricsServer } from './metrics.js';
 import { startWorkers, type RunningWorkers, type WorkerHooks } from './workers/index.js';
-import { upsertRecalcScheduler } from './jobs/enqueue.js';
+import { upsertSchedulers } from './jobs/enqueue.js';
+import { requestGauges } from './db/lifecycle-store.js';
 
 /** A start that cannot go on; `main` prints the message alone (no stack) and exits with `exitCode`. */
 export class StartupError extends Error {
@@ -92,7 +93,7 @@ export async function checkServices(config: Config): Promise<void> {
  * jobs under memory pressure, and without AOF a restart forgets them (the reconciler rebuilds them
  * from Postgres, but only after RECONCILE_GRACE_MS). Returns the warnings.
  */
-export async function checkRedisSettings(redis: Redis, logger: Logger): Promise<string[]> {
+export async function checkRedisSettings(redis: RedisClient, logger: Logger): Promise<string[]> {
   const warnings: string[] = [];
   try {
     const policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1];
@@ -129,9 +130,10 @@ export async function startApp(config: Config, opts: { logger?: Logger; hooks?: 
   if (metricsPort !== undefined) await checkPort(metricsPort, config.host, 'metrics');
   await checkServices(config);
   const orm = await openOrm(config.databaseUrl, { migrate: config.migrateOnStart });
-  const queues = await createQueues(config.redisUrl, config.queuePrefix);
+  const queues = await createQueues({ url: config.redisUrl, cluster: config.redisCluster }, config.queuePrefix);
   await checkRedisSettings(queues.connection, logger);
-  const metrics = new Metrics(queues);
+  if (config.grantLinkSecretIsDefault) logger.warn({ key: 'GRANT_LINK_SECRET' }, 'GRANT_LINK_SECRET is not set: grant links use the public development key. Set it (the same in every process) anywhere real.');
+  const metrics = new Metrics(queues, () => requestGauges(orm.em.fork()));
   const ctx: AppContext = { config, orm, queues, logger, metrics, now: opts.now ?? (() => new Date()) };
   const running: RunningApp = { ctx, close: async () => undefined };
 
@@ -182,7 +184,7 @@ export async function startApp(config: Config, opts: { logger?: Logger; hooks?: 
       },
     });
   }
-  if (config.roles.has('scheduler')) await upsertRecalcScheduler(ctx);
+  if (config.roles.has('scheduler')) await upsertSchedulers(ctx);
 
   let closed: Promise<void> | null = null;
   running.close = () => {

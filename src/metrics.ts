@@ -21,12 +21,42 @@ export class Metrics {
   readonly httpDuration = new Histogram({ name: 'pap_http_request_duration_seconds', help: 'HTTP request duration, from receipt to the response sent, by route pattern and method', labelNames: ['route', 'method'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
   readonly buildInfo = new Gauge({ name: 'pap_build_info', help: 'Always 1; the version of the running service (package.json)', labelNames: ['version'], registers: [this.registry] });
 
-  constructor(queues?: Queues) {
+  /**
+   * `queues`: the queue gauges are collected from them at scrape time. `requests`: the access
+   * requests' gauges (pairs by state, the oldest pending request), read from Postgres at scrape time.
+   */
+  constructor(queues?: Queues, requests?: () => Promise<RequestGauges>) {
     collectDefaultMetrics({ register: this.registry, prefix: 'pap_process_' });
     // Gauges that prom-client names *_total, against Prometheus' naming rules (promtool check metrics
     // refuses them); their per-type siblings (…_active_handles{type}, …) sum to the same numbers.
     for (const n of ['handles', 'requests', 'resources']) this.registry.removeSingleMetric(`pap_process_nodejs_active_${n}_total`);
     this.buildInfo.set({ version: SERVICE_VERSION }, 1);
+    if (requests) {
+      // One query at scrape time for both gauges (contract §7); a failing database leaves them unset rather than stale.
+      let pending: Promise<RequestGauges | null> | null = null;
+      const read = () => (pending ??= requests().catch(() => null).finally(() => { pending = null; }));
+      const byState: Gauge = new Gauge({
+        name: 'pap_access_requests',
+        help: 'Access pairs by state (pending, active, declined, expired, revoked)',
+        labelNames: ['state'],
+        registers: [this.registry],
+        async collect(): Promise<void> {
+          const g = await read();
+          if (!g) return byState.reset();
+          for (const [state, n] of Object.entries(g.states)) byState.set({ state }, n);
+        },
+      });
+      const oldestPending: Gauge = new Gauge({
+        name: 'pap_access_request_oldest_pending_seconds',
+        help: 'Age of the oldest pending access request (since its email, or since it became pending), 0 when none waits',
+        registers: [this.registry],
+        async collect(): Promise<void> {
+          const g = await read();
+          if (!g) return oldestPending.reset();
+          oldestPending.set(g.oldestPendingSeconds);
+        },
+      });
+    }
     if (queues) {
       // One job per queue (a bounded range: LRANGE of one element, one HGETALL), at scrape time.
       const oldest = new Gauge({
@@ -80,6 +110,9 @@ export class Metrics {
     if (queue === 'mail' && !(job.returnvalue as { replayed?: boolean } | null)?.replayed) this.emails.inc({ outcome: outcome === 'completed' ? 'sent' : 'failed' });
   }
 }
+
+/** The access requests' gauges as a store reads them at scrape time. */
+export interface RequestGauges { states: Record<string, number>; oldestPendingSeconds: number }
 
 /** The code of a job's final failure: a permanent one (UnrecoverableError) carries it, a transient one ran out of attempts. */
 function failedJobCode(err?: Error): string {

@@ -163,12 +163,18 @@ async function seedE2e(b: Bench, tag: string, partners: number, clients: number)
     [tag, partners],
   );
   await b.pool.query(
-    `insert into client (partner_id, hub_id, name, contact_email, locale, mrr, status)
-     select $1 || '-p' || p, $1 || '-' || p || '-' || c, 'Client ' || c, 'contact-' || c || '@client-' || p || '.test', 'en', 100, 'active'
+    `insert into client (partner_id, hub_id, name, status)
+     select $1 || '-p' || p, $1 || '-' || p || '-' || c, 'Client ' || c, 'active'
        from generate_series(1, $2::int) p, generate_series(1, $3::int) c`,
     [tag, partners, clients],
   );
-  await b.pool.query('analyze partner, employee, client');
+  await b.pool.query(
+    `insert into client_account (hub_id, contact_email, locale, mrr)
+     select $1 || '-' || p || '-' || c, 'contact-' || c || '@client-' || p || '.test', 'en', 100
+       from generate_series(1, $2::int) p, generate_series(1, $3::int) c`,
+    [tag, partners, clients],
+  );
+  await b.pool.query('analyze partner, employee, client, client_account');
 }
 
 export async function endToEnd(b: Bench, tag: string): Promise<Measured<E2eResult>> {
@@ -294,15 +300,20 @@ async function seedAccesses(b: Bench, partnerId: string, email: string, n: numbe
   await b.pool.query(`insert into partner (id, name) values ($1, 'Cascade partner')`, [partnerId]);
   await b.pool.query(`insert into employee (partner_id, email, name, tagged, status) values ($1, $2, 'Leaver', true, 'active')`, [partnerId, email]);
   await b.pool.query(
-    `insert into client (partner_id, hub_id, name, contact_email, locale, mrr, status)
-     select $1, $1 || '-c' || c, 'Client ' || c, 'contact-' || c || '@cascade.test', 'en', 100, 'active' from generate_series(1, $2::int) c`,
+    `insert into client (partner_id, hub_id, name, status)
+     select $1, $1 || '-c' || c, 'Client ' || c, 'active' from generate_series(1, $2::int) c`,
+    [partnerId, n],
+  );
+  await b.pool.query(
+    `insert into client_account (hub_id, contact_email, locale, mrr)
+     select $1 || '-c' || c, 'contact-' || c || '@cascade.test', 'en', 100 from generate_series(1, $2::int) c`,
     [partnerId, n],
   );
   await b.pool.query(
     `insert into access (partner_id, hub_id, email, state) select $1, $1 || '-c' || c, $2, 'active' from generate_series(1, $3::int) c`,
     [partnerId, email, n],
   );
-  await b.pool.query('analyze access, client, employee');
+  await b.pool.query('analyze access, client, client_account, employee');
   return Array.from({ length: n }, (_, i) => `${partnerId}-c${i + 1}`);
 }
 
@@ -407,9 +418,14 @@ export async function seedRecalc(b: Bench): Promise<{ clients: number; sales: nu
     [partners],
   );
   await b.pool.query(
-    `insert into client (partner_id, hub_id, name, contact_email, locale, mrr, renewal_date, status)
-     select 'rc-p' || p, 'rc-' || p || '-' || c, 'Client ' || c, 'contact@rc-' || p || '.test', 'en', (c * 37) % 900 + 50,
-            current_date + ((c * 7) % 400), case when c % 25 = 0 then 'terminated' else 'active' end
+    `insert into client (partner_id, hub_id, name, status)
+     select 'rc-p' || p, 'rc-' || p || '-' || c, 'Client ' || c, case when c % 25 = 0 then 'terminated' else 'active' end
+       from generate_series(1, $1::int) p, generate_series(1, $2::int) c`,
+    [partners, cpp],
+  );
+  await b.pool.query(
+    `insert into client_account (hub_id, contact_email, locale, mrr, renewal_date)
+     select 'rc-' || p || '-' || c, 'contact@rc-' || p || '.test', 'en', (c * 37) % 900 + 50, current_date + ((c * 7) % 400)
        from generate_series(1, $1::int) p, generate_series(1, $2::int) c`,
     [partners, cpp],
   );
@@ -435,7 +451,7 @@ export async function seedRecalc(b: Bench): Promise<{ clients: number; sales: nu
        from generate_series(1, $1::int) p, generate_series(1, $2::int) c where c % 50 = 0`,
     [partners, cpp],
   );
-  await b.pool.query('analyze partner, employee, client, access, sale, churn');
+  await b.pool.query('analyze partner, employee, client, client_account, access, sale, churn');
   return { clients: partners * cpp, sales: partners * spp };
 }
 
@@ -470,7 +486,7 @@ export async function recalculationBaseline(b: Bench): Promise<Measured<SelectRe
       let rows = 0;
       const queries = [
         `select partner_id, sale_id, hub_id, to_char(closed_on, 'YYYY-MM-DD') as closed_on, mrr from sale where partner_id like 'rc-p%'`,
-        `select partner_id, hub_id, status, mrr, to_char(renewal_date, 'YYYY-MM-DD') as renewal_date from client where partner_id like 'rc-p%'`,
+        `select c.partner_id, c.hub_id, c.status, a.mrr, to_char(a.renewal_date, 'YYYY-MM-DD') as renewal_date from client c join client_account a on a.hub_id = c.hub_id where c.partner_id like 'rc-p%'`,
         `select partner_id, hub_id, email, state from access where partner_id like 'rc-p%'`,
         `select partner_id, hub_id, to_char(on_date, 'YYYY-MM-DD') as on_date from churn where partner_id like 'rc-p%'`,
       ];

@@ -1,44 +1,85 @@
-import { randomBytes } from 'node:crypto';
 import type { Em } from '../db/orm.js';
-import { planPairBatch, type BatchPair, type PairOutcomeOrError } from '../domain/pair-batch.js';
-import { createGrantLinks, expireGrantLinks, loadPairFacts, lockClientEmails, recordConflicts, touchLastIssuedAt, upsertAccess } from '../db/access-store.js';
-import { grantEmailKey } from '../db/outbox-store.js';
-import { hashToken } from './grant.js';
+import { planPairBatch, type BatchPair, type PairOutcomeOrError, type PlannedRequest } from '../domain/pair-batch.js';
+import { createRequests, expireGrantLinks, loadPairFacts, lockClientEmails, recordConflicts, touchLastIssuedAt, upsertAccess, type RequestEmail } from '../db/access-store.js';
+import { requestEmailKey, REQUEST_EMAIL_KIND } from '../db/outbox-store.js';
+import { grantTokenHash } from '../lib/grant-link.js';
 
 export type { BatchPair, PairOutcomeOrError } from '../domain/pair-batch.js';
+
+/** What making access requests needs from the configuration (`Config` has both). */
+export interface RequestSettings {
+  /** A request (and its link) expires this many days after its email. */
+  grantTtlDays: number;
+  /** The key of the grant links' tokens. */
+  grantLinkSecret: string;
+}
+
+/**
+ * The emails of a batch's new requests: one per command and client, naming every pair that
+ * command newly asks for at that client in this batch, each with its request sequence (the
+ * renderer derives each pair's link from them; no token is written anywhere). Its notification
+ * key names the command, the client and the first of those pairs' items, so it is the same on
+ * every replay of the batch and one batch never writes it twice. Returns the emails and, per
+ * email, the request whose result carries the outbox id.
+ */
+export function requestEmails(requests: readonly PlannedRequest[]): { emails: RequestEmail[]; carriers: Map<string, PlannedRequest> } {
+  const groups = new Map<string, PlannedRequest[]>();
+  for (const r of requests) {
+    const g = `${r.pair.commandId}\n${r.pair.partnerId}\n${r.pair.hubId}`;
+    groups.set(g, [...(groups.get(g) ?? []), r]);
+  }
+  const emails: RequestEmail[] = [];
+  const carriers = new Map<string, PlannedRequest>();
+  for (const group of groups.values()) {
+    const first = group.reduce((a, b) => (b.pair.idx < a.pair.idx ? b : a));
+    const key = requestEmailKey({ commandId: first.pair.commandId, hubId: first.pair.hubId, idx: first.pair.idx });
+    // One line per employee: the latest request of a pair asked twice in the batch.
+    const byEmail = new Map(group.map((r) => [r.pair.email, r.seq]));
+    emails.push({
+      notificationKey: key, kind: REQUEST_EMAIL_KIND, partnerId: first.pair.partnerId,
+      payload: { partnerId: first.pair.partnerId, hubId: first.pair.hubId, pairs: [...byEmail].map(([email, seq]) => ({ email, seq })) },
+    });
+    carriers.set(key, first);
+  }
+  return { emails, carriers };
+}
 
 /**
  * Applies a batch of `access.assign` / `access.revoke` pairs in the caller's transaction with a
  * fixed number of set-based statements, whatever the batch size: lock every (client, email) in a
  * stable order, read every fact in one query, decide each pair in order (planPairBatch: later pairs
  * see the effect of earlier ones in the same batch), then write accesses, grant links with their
- * outbox rows, and conflicts in one statement each. With `mailClaimMs`, the outbox rows are written
- * claimed for that long (the caller sends them right after the commit). The unique index on live
- * (client, email) rows stays the backstop; a violation aborts the batch (the caller retries pair by pair).
+ * outbox rows (one email per command and client), and conflicts in one statement each. With
+ * `mailClaimMs`, the outbox rows are written claimed for that long (the caller sends them right
+ * after the commit). The unique index on live (client, email) rows stays the backstop; a violation
+ * aborts the batch (the caller retries pair by pair).
  */
-export async function applyPairBatch(tx: Em, pairs: BatchPair[], grantTtlDays: number, mailClaimMs: number | null = null): Promise<PairOutcomeOrError[]> {
+export async function applyPairBatch(tx: Em, pairs: BatchPair[], settings: RequestSettings, mailClaimMs: number | null = null): Promise<PairOutcomeOrError[]> {
   await lockClientEmails(tx, pairs);
   const facts = await loadPairFacts(tx, pairs.map((p) => ({ ...p, assign: p.type === 'access.assign' })));
   const plan = planPairBatch(pairs, facts);
   const { results } = plan;
   if (plan.stateWrites.length) {
-    await upsertAccess(tx, plan.stateWrites.map((w) => ({ partnerId: w.pair.partnerId, hubId: w.pair.hubId, email: w.pair.email, state: w.state, issuedAt: w.issuedAt, commandId: w.pair.commandId })));
+    await upsertAccess(tx, plan.stateWrites.map((w) => ({
+      partnerId: w.pair.partnerId, hubId: w.pair.hubId, email: w.pair.email, state: w.state, issuedAt: w.issuedAt, commandId: w.pair.commandId,
+      ...(w.fresh ? { fresh: { ...w.fresh, ttlDays: settings.grantTtlDays } } : {}),
+    })));
   }
   if (plan.touches.length) {
     await touchLastIssuedAt(tx, plan.touches.map((w) => ({ partnerId: w.pair.partnerId, hubId: w.pair.hubId, email: w.pair.email, issuedAt: w.issuedAt })));
   }
   if (plan.revoked.length) await expireGrantLinks(tx, plan.revoked);
-  if (plan.pending.length) {
-    const links = plan.pending.map(({ pair: p }) => {
-      const token = randomBytes(32).toString('base64url');
-      return { partnerId: p.partnerId, hubId: p.hubId, email: p.email, tokenHash: hashToken(token), notificationKey: grantEmailKey(p), payload: { hubId: p.hubId, email: p.email, token } };
-    });
-    const outbox = await createGrantLinks(tx, links, grantTtlDays, mailClaimMs === null ? null : mailClaimMs / 1000);
-    const byKey = new Map(outbox.map((o) => [o.notification_key, String(o.id)]));
-    for (const { pair, i } of plan.pending) {
-      const id = byKey.get(grantEmailKey(pair));
-      const r = results[i];
-      if (id && r?.ok) r.outboxId = id;
+  if (plan.requests.length) {
+    const links = plan.requests.map(({ pair: p, seq }) => ({
+      partnerId: p.partnerId, hubId: p.hubId, email: p.email, seq, commandId: p.commandId,
+      tokenHash: grantTokenHash(settings.grantLinkSecret, { partnerId: p.partnerId, hubId: p.hubId, email: p.email, seq }),
+    }));
+    const { emails, carriers } = requestEmails(plan.requests);
+    const outbox = await createRequests(tx, links, emails, settings.grantTtlDays, mailClaimMs === null ? null : mailClaimMs / 1000);
+    for (const o of outbox) {
+      const carrier = carriers.get(o.notification_key);
+      const r = carrier ? results[carrier.i] : undefined;
+      if (r?.ok) r.outboxId = String(o.id);
     }
   }
   if (plan.conflicts.length) await recordConflicts(tx, plan.conflicts);

@@ -1,10 +1,10 @@
 import type { Em } from '../db/orm.js';
 import { clientInfoKeys, type CommandOf, type CommandType } from './schemas.js';
 import { DomainError } from '../domain/errors.js';
-import { addPortalUsers, revokeAllAccess } from '../db/access-store.js';
+import { activateManualRequests, lockClientEmails, replacePortalUsers, revokeAllAccess } from '../db/access-store.js';
 import { insertOutbox } from '../db/outbox-store.js';
 import {
-  lockClient, lockEmployee, lockPartner, recordChurn, removeEmployee, tagEmployee, terminateClient, untagEmployee, upsertClient, upsertPartner, upsertSale, type Team,
+  lockClient, lockEmployee, lockPartner, recordChurn, removeEmployee, tagEmployee, terminateClient, untagEmployee, upsertClient, upsertClientAccount, upsertPartner, upsertSale, type Team,
 } from '../db/partner-store.js';
 import { applyGrant } from './grant.js';
 import { recalculateCredit } from './credit.js';
@@ -50,7 +50,10 @@ async function requireClient(tx: Em, partnerId: string, hubId: string): Promise<
  */
 export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.revoke'>]: Handler<K> } = {
   async 'partner.upsert'(tx, cmd, env) {
-    const created = await upsertPartner(tx, { id: env.partnerId, name: cmd.name, emailDomains: cmd.emailDomains, team: cmd.team });
+    const created = await upsertPartner(tx, {
+      id: env.partnerId, name: cmd.name, emailDomains: cmd.emailDomains, team: cmd.team,
+      notifyEmail: cmd.notifyEmail, locale: cmd.locale, accessRequests: cmd.accessRequests,
+    });
     return done({ outcome: created ? 'created' : 'updated' });
   },
 
@@ -73,16 +76,27 @@ export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.re
     return done({ outcome: 'removed', revoked: revoked.length });
   },
 
+  /**
+   * The partner's list entry (`hubId`, `name`), and the platform's facts (intake lets only a
+   * `clients:sync` token send them) into the client's one shared record. `portalUserEmails`
+   * replaces the platform-reported set; pending pairs of `manual` partners whose employee it now
+   * includes become `active` (serialised with pair commands by the (client, email) locks).
+   */
   async 'client.upsert'(tx, cmd, env) {
     await requirePartner(tx, env.partnerId);
     const info: Record<string, unknown> = {};
     for (const k of clientInfoKeys) if (cmd[k] !== undefined) info[k] = cmd[k];
-    const created = await upsertClient(tx, {
-      partnerId: env.partnerId, hubId: cmd.hubId, name: cmd.name, contactEmail: cmd.contactEmail,
-      locale: cmd.locale, mrr: cmd.mrr, products: cmd.products, renewalDate: cmd.renewalDate, info,
+    const created = await upsertClient(tx, { partnerId: env.partnerId, hubId: cmd.hubId, name: cmd.name });
+    await upsertClientAccount(tx, {
+      hubId: cmd.hubId, contactEmail: cmd.contactEmail, locale: cmd.locale, mrr: cmd.mrr, products: cmd.products, renewalDate: cmd.renewalDate, info,
     });
-    if (cmd.portalUserEmails?.length) await addPortalUsers(tx, cmd.hubId, cmd.portalUserEmails);
-    return done({ outcome: created ? 'created' : 'updated' });
+    let activated = 0;
+    if (cmd.portalUserEmails !== undefined) {
+      await lockClientEmails(tx, cmd.portalUserEmails.map((email) => ({ hubId: cmd.hubId, email })));
+      await replacePortalUsers(tx, cmd.hubId, cmd.portalUserEmails);
+      activated = (await activateManualRequests(tx, cmd.hubId, env.commandId)).length;
+    }
+    return done({ outcome: created ? 'created' : 'updated', ...(activated ? { activated } : {}) });
   },
 
   async 'client.terminate'(tx, cmd, env) {
@@ -94,7 +108,7 @@ export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.re
 
   async 'access.grant'(tx, cmd, env) {
     const r = await applyGrant(tx, { partnerId: env.partnerId, hubId: cmd.clientHubId, email: cmd.employeeEmail, commandId: env.commandId, issuedAt: env.issuedAt });
-    return done({ outcome: r.decision.outcome });
+    return done({ outcome: r.decision.outcome }, r.outboxIds);
   },
 
   async 'sale.record'(tx, cmd, env) {
@@ -119,7 +133,8 @@ export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.re
     const partner = await requirePartner(tx, env.partnerId);
     const person = partner.team[cmd.to];
     if (!person) throw new DomainError('NOT_FOUND', `The partner has no ${cmd.to} on record.`);
-    const id = await insertOutbox(tx, { key: `team.email:${env.commandId}`, kind: 'team.email', partnerId: env.partnerId, payload: { to: cmd.to, subject: cmd.subject, body: cmd.body } });
+    const payload = { to: cmd.to, subject: cmd.subject, body: cmd.body, ...(cmd.replyTo ? { replyTo: cmd.replyTo } : {}) };
+    const id = await insertOutbox(tx, { key: `team.email:${env.commandId}`, kind: 'team.email', partnerId: env.partnerId, payload });
     return done({ outcome: 'queued' }, id ? [id] : []);
   },
 };

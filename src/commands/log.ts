@@ -94,27 +94,28 @@ function refusedInput(input: IntakeRequest, cause: unknown): ValidationFailed {
  * back and retried request by request. ServiceUnavailable (database or queue) is thrown for all.
  */
 export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeRequest[]): Promise<(Accepted[] | Error)[]> {
-  let outcome: { results: Accepted[][]; toEnqueue: Row[] };
+  let outcome: { results: Accepted[][]; toEnqueue: (Row & { seq: string })[] };
   const em0 = orm.em.fork();
   try {
     const rowsOf = inputs.map((input) => input.commands.map((c, i) => toRow(input, c, i)));
     const rows = rowsOf.flat();
     outcome = await em0.transactional(async (em) => {
       // Rows are inserted in arrival order: `seq`, each partner's order of application, follows it.
-      const createdIds = new Set(await insertCommands(em, rows));
+      const created = new Map((await insertCommands(em, rows)).map((c) => [c.id, c.seq]));
+      const createdIds = new Set(created.keys());
       const existing = rows.filter((r) => !createdIds.has(r.id));
       const known = new Map<string, CommandKey>();
       for (const f of await findCommandKeys(em, existing.map((r) => r.id))) known.set(f.id, f);
       // In order: the first row of an id that this group inserted is the created one; any later row
       // of that id (same request or a later one) must have the same partner and body.
       const firstOf = new Map<string, Row>();
-      const toEnqueue: Row[] = [];
+      const toEnqueue: (Row & { seq: string })[] = [];
       const results = rowsOf.map((reqRows) => reqRows.map((r): Accepted => {
         const prior = known.get(r.id);
         const first = firstOf.get(r.id);
         if (!first) firstOf.set(r.id, r);
         if (createdIds.has(r.id) && !first) {
-          toEnqueue.push(r);
+          toEnqueue.push({ ...r, seq: created.get(r.id)! });
           return { commandId: r.id, type: r.type, state: 'waiting', statusUrl: statusUrl(r.id), created: true };
         }
         const same = prior ?? { partnerId: (first ?? r).partnerId, bodyHash: (first ?? r).bodyHash, state: 'waiting' as const };
@@ -124,6 +125,13 @@ export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeReques
         }
         return { commandId: r.id, type: r.type, state: same.state, statusUrl: statusUrl(r.id), created: false };
       }));
+      // The last add failed and Redis has not answered since (a stall, an outage): a new command
+      // is refused at once (503, rolled back) rather than held for the command timeout; a replay
+      // of a known one needs no queue and is answered.
+      if (toEnqueue.length && queues.gate.shut) {
+        if (inputs.length > 1) throw new GroupMemberFailed();
+        throw new ServiceUnavailable('queue', new Error('Redis has not answered since the last add failed'));
+      }
       return { results, toEnqueue };
     });
   } catch (err) {
@@ -138,13 +146,17 @@ export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeReques
     if (isDataError(err)) return [refusedInput(inputs[0]!, err)];
     throw err;
   }
-  // Committed first, so a worker never sees a job before its row. If Redis refuses the jobs, the
-  // rows are taken back and the caller gets 503 (a crash in between leaves rows the reconciler enqueues).
+  // Committed first, so a worker never sees a job before its row. If Redis refuses the jobs, or
+  // does not answer within the command timeout, the rows are taken back and the caller gets 503 (a
+  // crash in between leaves rows the reconciler enqueues). A timed-out add may still have run in
+  // Redis: its job finds no row and does nothing, and a new acceptance of the commandId gets a job
+  // of its own (job ids carry the row's `seq`).
   const { results, toEnqueue } = outcome;
   if (toEnqueue.length) {
     try {
       await enqueueCommands(queues, toEnqueue);
     } catch (err) {
+      queues.gate.addFailed();
       await deleteWaitingCommands(em0, toEnqueue.map((r) => r.id)).catch(() => undefined);
       throw new ServiceUnavailable('queue', err);
     }

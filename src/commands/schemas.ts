@@ -32,6 +32,13 @@ const instant = z.iso.datetime({ offset: true }).refine((v) => {
   return year >= 1 && year <= 9999;
 }, 'must be an instant between the years 0001 and 9999');
 const money = z.number().finite().min(-1e11).max(1e11);
+/** The locales of emails and pages (contract §4). */
+const locale = z.enum(['en', 'sv', 'de', 'it', 'pt']);
+/**
+ * The end of a time-bound access: an ISO-8601 instant, or YYYY-MM-DD meaning 00:00 UTC that day;
+ * in the future when the command is accepted.
+ */
+export const accessUntilSchema = z.union([instant, isoDate]).refine((v) => new Date(v.length === 10 ? `${v}T00:00:00Z` : v).getTime() > Date.now(), 'must be in the future');
 const person = z.object({ name: text(200), email }).strict();
 
 const base = {
@@ -94,15 +101,22 @@ const clientInfo = {
 export const clientInfoKeys = Object.keys(clientInfo) as (keyof typeof clientInfo)[];
 
 export const commandSchemas = {
-  'partner.upsert': command('partner.upsert', { name: text(200), emailDomains: z.array(line(253).min(1)).max(50).optional(), team: z.object({ channelAccountManager: person.optional(), channelConsultant: person.optional() }).strict().optional() }),
+  'partner.upsert': command('partner.upsert', {
+    name: text(200),
+    emailDomains: z.array(line(253).min(1)).max(50).optional(),
+    team: z.object({ channelAccountManager: person.optional(), channelConsultant: person.optional() }).strict().optional(),
+    notifyEmail: email.nullable().optional(),
+    locale: locale.optional(),
+    accessRequests: z.enum(['email', 'manual']).optional(),
+  }),
   'employee.tag': command('employee.tag', { email, name: text(200).optional() }),
   'employee.untag': command('employee.untag', { email }),
   'employee.remove': command('employee.remove', { email }),
   'client.upsert': command('client.upsert', {
     hubId,
     name: text(200),
-    contactEmail: email,
-    locale: z.enum(['en', 'sv', 'de', 'it', 'pt']).optional(),
+    contactEmail: email.optional(),
+    locale: locale.optional(),
     mrr: money.min(0).optional(),
     products: z.array(text(200)).max(100).optional(),
     renewalDate: isoDate.optional(),
@@ -110,13 +124,13 @@ export const commandSchemas = {
     ...clientInfo,
   }),
   'client.terminate': command('client.terminate', { hubId }),
-  'access.assign': command('access.assign', pairs).superRefine(maxPairs),
+  'access.assign': command('access.assign', { ...pairs, accessUntil: accessUntilSchema.optional() }).superRefine(maxPairs),
   'access.grant': command('access.grant', { clientHubId: hubId, employeeEmail: email }),
   'access.revoke': command('access.revoke', pairs).superRefine(maxPairs),
   'sale.record': command('sale.record', { saleId: z.string().regex(idPattern), clientHubId: hubId, closedOn: isoDate, mrr: money }),
   'client.churn': command('client.churn', { clientHubId: hubId, on: isoDate }),
   'credit.recalculate': command('credit.recalculate', { month: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be YYYY-MM').optional() }),
-  'team.email': command('team.email', { to: z.enum(['channelAccountManager', 'channelConsultant']), subject: text(200), body: paragraphs(20_000) }),
+  'team.email': command('team.email', { to: z.enum(['channelAccountManager', 'channelConsultant']), subject: text(200), body: paragraphs(20_000), replyTo: email.optional() }),
 } as const;
 
 export type CommandType = keyof typeof commandSchemas;

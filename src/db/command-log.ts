@@ -31,20 +31,19 @@ export interface NewCommand {
 /**
  * Inserts commands in the order given (their `seq`, each partner's order of application, follows
  * it), the whole set as one JSON parameter; an id that is already logged is left as it is. Returns
- * the ids this call inserted.
+ * the ids this call inserted, with their `seq` (a bigint, as a string).
  */
-export async function insertCommands(em: Em, commands: readonly NewCommand[]): Promise<string[]> {
+export async function insertCommands(em: Em, commands: readonly NewCommand[]): Promise<{ id: string; seq: string }[]> {
   const set = commands.map((c) => ({
     id: c.id, partner_id: c.partnerId, type: c.type, payload: c.payload, body_hash: c.bodyHash, issued_at: c.issuedAt, token_name: c.tokenName,
   }));
-  const inserted = await rows(em, sql<{ id: string }>`
+  return rows(em, sql<{ id: string; seq: string }>`
     insert into command (id, partner_id, type, payload, body_hash, issued_at, token_name, enqueued_at)
     select t.id, t.partner_id, t.type, t.payload, t.body_hash, t.issued_at, t.token_name, now()
       from jsonb_to_recordset(${jsonb(set)})
         as t(id text, partner_id text, type text, payload jsonb, body_hash text, issued_at timestamptz, token_name text)
     on conflict (id) do nothing
-    returning id`);
-  return inserted.map((r) => r.id);
+    returning id, seq::text as seq`);
 }
 
 /** One JSON parameter holding a set of ids, as a predicate on `id`. */

@@ -80,13 +80,13 @@ export async function hasEarlierUnfinished(em: Em, partnerId: string, seq: strin
   return r !== undefined;
 }
 
-/** The partner's next unfinished command after `seq`, if any. */
-export async function nextUnfinished(em: Em, partnerId: string, seq: string): Promise<string | undefined> {
-  const r = await em.getKysely().selectFrom('command').select('id')
+/** The partner's next unfinished command after `seq`, if any: its id and `seq`. */
+export async function nextUnfinished(em: Em, partnerId: string, seq: string): Promise<{ id: string; seq: string } | undefined> {
+  return em.getKysely().selectFrom('command').select(['id', 'seq'])
     .where('partner_id', '=', partnerId).where('seq', '>', seq).where(isUnfinished)
     .orderBy('seq').limit(1)
+    .$castTo<{ id: string; seq: string }>()
     .executeTakeFirst();
-  return r?.id;
 }
 
 // ---- pair commands: fan-out ---------------------------------------------------------------------
@@ -195,8 +195,8 @@ export async function settleFromItems(em: Em, commandId: string): Promise<{ befo
 // ---- the reconciler ----------------------------------------------------------------------------
 
 /** Unfinished commands accepted more than `graceSec` ago, oldest first. */
-export async function unfinishedCommands(em: Em, graceSec: number, limit: number): Promise<{ id: string; type: string; items_total: number }[]> {
-  return rows(em, sql<{ id: string; type: string; items_total: number }>`select id, type, items_total from command
+export async function unfinishedCommands(em: Em, graceSec: number, limit: number): Promise<{ id: string; seq: string; type: string; items_total: number }[]> {
+  return rows(em, sql<{ id: string; seq: string; type: string; items_total: number }>`select id, seq::text as seq, type, items_total from command
     where state in ('waiting', 'active') and created_at < now() - make_interval(secs => ${graceSec}::double precision) order by created_at limit ${limit}::int`);
 }
 

@@ -2,13 +2,17 @@ import { sql } from 'kysely';
 import type { Em } from './orm.js';
 import type { Churn, ClientStatus, Sale } from '../domain/credit.js';
 import { jsonb, rows, run } from './exec.js';
+import { managedSharesOf } from './managed-mrr.js';
 
 /**
- * Partner credit: the facts it is computed from (`client`, `access`, `employee`, `sale`, `churn`),
+ * Partner credit: the facts it is computed from (`client`, `client_account`, `access`, `employee`, `sale`, `churn`),
  * read set-based for many partners at once, and the snapshots the dashboard reads (`credit_snapshot`).
  */
 
-/** A client as credit sees it: `managed` when a tagged, active employee of the partner has active access to it. */
+/**
+ * A client as credit sees it: `managed` when the partner manages it (see `managedSharesOf`); `mrr`
+ * is then the partner's share of the client's platform MRR, else the whole platform MRR.
+ */
 export interface CreditClient { hubId: string; status: ClientStatus; mrr: number; renewalDate: string | null; managed: boolean }
 
 /** Every fact a partner's credit is computed from. */
@@ -53,10 +57,10 @@ export async function loadCreditFacts(em: Em, partnerIds: readonly string[]): Pr
   const facts = new Map<string, CreditFacts>();
   if (partnerIds.length === 0) return facts;
   const found = await rows(em, sql<FactsRow>`select p.id,
-     (select json_build_array(json_agg(c.hub_id), json_agg(c.status), json_agg(c.mrr), json_agg(c.renewal_date), json_agg(m.hub_id is not null))
+     (select json_build_array(json_agg(c.hub_id), json_agg(c.status), json_agg(coalesce(m.cents / 100.0, ca.mrr, 0)), json_agg(ca.renewal_date), json_agg(m.hub_id is not null))
         from client c
-        left join (select distinct a.hub_id from access a join employee e on e.partner_id = a.partner_id and e.email = a.email
-                    where a.partner_id = p.id and a.state = 'active' and e.tagged and e.status = 'active') m on m.hub_id = c.hub_id
+        left join client_account ca on ca.hub_id = c.hub_id
+        left join ${managedSharesOf(sql`p.id`)} m on m.hub_id = c.hub_id
        where c.partner_id = p.id) as clients,
      (select json_build_array(json_agg(s.sale_id), json_agg(s.hub_id), json_agg(s.closed_on), json_agg(s.mrr))
         from (select sale_id, hub_id, closed_on, mrr from sale where partner_id = p.id order by closed_on, sale_id collate "C") s) as sales,

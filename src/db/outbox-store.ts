@@ -10,10 +10,15 @@ import type { StoredError } from './command-log.js';
 
 export type { StoredError } from './command-log.js';
 
-/** The notification key of a pair's grant email: once per command and pair. */
-export const grantEmailKey = (p: { commandId: string; hubId: string; email: string }) => `access.pending:${p.commandId}:${p.hubId}:${p.email}`;
-/** {@link grantEmailKey} over a `command_item` row aliased `i`, in SQL. */
-const grantEmailKeyOfItem = sql`'access.pending:' || i.command_id || ':' || i.hub_id || ':' || i.email`;
+/** The outbox kind of an access-request email (payload: `{partnerId, hubId, pairs: [{email, seq}]}`, never a token). */
+export const REQUEST_EMAIL_KIND = 'access.request';
+/**
+ * The notification key of an access-request email: once per command and client, and per batch of
+ * that command's pairs (`idx`: the item of the first pair it names).
+ */
+export const requestEmailKey = (p: { commandId: string; hubId: string; idx: number }) => `${REQUEST_EMAIL_KIND}:${p.commandId}:${p.hubId}:${p.idx}`;
+/** {@link requestEmailKey} over a `command_item` row aliased `i`, in SQL. */
+const requestEmailKeyOfItem = sql`'access.request:' || i.command_id || ':' || i.hub_id || ':' || i.idx`;
 
 /**
  * Writes an outbox row in the caller's transaction. The notification key makes it once-only:
@@ -28,38 +33,54 @@ export async function insertOutbox(tx: Em, row: { key: string; kind: string; par
   return r ? String(r.id) : null;
 }
 
-/** An outbox row with everything its email names. */
+/**
+ * An outbox row with everything its email names: the partner (name, team, where and in which
+ * language it is told), and for a row whose payload names a client (`hubId`) that client as the
+ * partner lists it and as the platform knows it (its contact and locale), and the names of the
+ * employees the payload names (`email`, or `pairs[].email`).
+ */
 export interface OutboxRow {
   id: string;
   notification_key: string;
   kind: string;
   partner_id: string;
-  payload: Record<string, string>;
+  payload: Record<string, unknown>;
   state: 'pending' | 'sent' | 'failed';
   error: StoredError | null;
   partner_name: string | null;
   team: Record<string, { name: string; email: string }> | null;
+  notify_email: string | null;
+  partner_locale: string | null;
   client_name: string | null;
+  /** The platform's contact of the client (null: none known, or no client named). */
   contact_email: string | null;
+  /** The client's locale as the platform knows it. */
   locale: string | null;
-  employee_name: string | null;
+  /** Employee email → name, for the employees the payload names that have a name. */
+  employee_names: Record<string, string> | null;
 }
 
-/** Outbox rows (any order; unknown ids are left out) with their partner, client and employee, in one query. */
+/** Outbox rows (any order; unknown ids are left out) with their partner, client and employees, in one query. */
 export async function loadOutbox(em: Em, ids: readonly string[]): Promise<OutboxRow[]> {
   return rows(em, sql<OutboxRow>`select o.id, o.notification_key, o.kind, o.partner_id, o.payload, o.state, o.error,
-         p.name as partner_name, p.team, c.name as client_name, c.contact_email, c.locale, e.name as employee_name
+         p.name as partner_name, p.team, p.notify_email, p.locale as partner_locale,
+         c.name as client_name, ca.contact_email, ca.locale,
+         (select json_object_agg(e.email, e.name) from employee e
+           where e.partner_id = o.partner_id and e.name is not null
+             and e.email in (select x->>'email' from jsonb_array_elements(case when jsonb_typeof(o.payload->'pairs') = 'array' then o.payload->'pairs' else '[]'::jsonb end) x
+                             union all select o.payload->>'email')) as employee_names
     from outbox o
     left join partner p on p.id = o.partner_id
-    left join client c on o.kind = 'access.pending' and c.partner_id = o.partner_id and c.hub_id = o.payload->>'hubId'
-    left join employee e on o.kind = 'access.pending' and e.partner_id = o.partner_id and e.email = o.payload->>'email'
+    left join client c on c.partner_id = o.partner_id and c.hub_id = o.payload->>'hubId'
+    left join client_account ca on ca.hub_id = o.payload->>'hubId'
    where o.id in (select jsonb_array_elements_text(${jsonb(ids)})::bigint)`);
 }
 
 /** Marks rows sent with their Message-ID, many in one statement. */
 export async function markSent(em: Em, sent: readonly { id: string; messageId: string }[]): Promise<void> {
   if (!sent.length) return;
-  await run(em, sql`update outbox o set state = 'sent', sent_at = now(), message_id = t.message_id, error = null, attempts = o.attempts + 1
+  // `- 'token'`: a row written before grant tokens were derived at render held its link's token; once sent, it is erased.
+  await run(em, sql`update outbox o set state = 'sent', sent_at = now(), message_id = t.message_id, error = null, attempts = o.attempts + 1, payload = o.payload - 'token'
       from jsonb_to_recordset(${jsonb(sent.map((r) => ({ id: r.id, message_id: r.messageId })))}) as t(id bigint, message_id text) where o.id = t.id`);
 }
 
@@ -96,7 +117,7 @@ export async function releaseClaims(em: Em, range: { commandId: string; from: nu
   const r = await rows(em, sql<{ id: string }>`update outbox o set claimed_until = null
       from command_item i
      where i.command_id = ${range.commandId} and i.idx >= ${range.from}::int and i.idx < ${range.to}::int and i.state = 'completed'
-       and o.notification_key = ${grantEmailKeyOfItem} and o.state = 'pending'
+       and o.notification_key = ${requestEmailKeyOfItem} and o.state = 'pending'
        and o.claimed_until < now() + make_interval(secs => ${endingWithinSecs}::double precision)
      returning o.id`);
   return r.map((x) => String(x.id));

@@ -3,8 +3,9 @@ import type { Em } from './orm.js';
 import { firstRow, jsonb, jsonbOrNull, run } from './exec.js';
 
 /**
- * Partners and what they manage: `partner`, `employee`, `client`, and the credit facts `sale` and
- * `churn`. Writes are upserts, so a handler that runs twice leaves the same rows.
+ * Partners and what they manage: `partner`, `employee`, `client` (the partner's list), the
+ * platform's one record per client (`client_account`), and the credit facts `sale` and `churn`.
+ * Writes are upserts, so a handler that runs twice leaves the same rows.
  */
 
 export type Team = Record<string, { name: string; email: string }>;
@@ -19,14 +20,35 @@ export async function partnerIds(em: Em): Promise<string[]> {
   return (await em.getKysely().selectFrom('partner').select('id').orderBy('id').execute()).map((p) => p.id);
 }
 
-/** Creates or updates a partner; an omitted list keeps its stored value. Returns whether it was created. */
-export async function upsertPartner(tx: Em, p: { id: string; name: string; emailDomains?: string[] | undefined; team?: Team | undefined }): Promise<boolean> {
+/** A partner as `partner.upsert` gives it; an omitted field keeps its stored value (or its default when new). */
+export interface PartnerUpsert {
+  id: string;
+  name: string;
+  emailDomains?: string[] | undefined;
+  team?: Team | undefined;
+  /** Where the partner is told about its requests; null clears it. */
+  notifyEmail?: string | null | undefined;
+  locale?: string | undefined;
+  accessRequests?: 'email' | 'manual' | undefined;
+}
+
+/** Creates or updates a partner; an omitted field keeps its stored value. Returns whether it was created. */
+export async function upsertPartner(tx: Em, p: PartnerUpsert): Promise<boolean> {
   const emailDomains = jsonbOrNull(p.emailDomains);
   const team = jsonbOrNull(p.team);
-  const r = await firstRow(tx, sql<{ inserted: boolean }>`insert into partner (id, name, email_domains, team) values (${p.id}, ${p.name}, coalesce(${emailDomains}, '[]'), coalesce(${team}, '{}'))
+  const notifyGiven = p.notifyEmail !== undefined;
+  const notifyEmail = p.notifyEmail ?? null;
+  const locale = p.locale ?? null;
+  const accessRequests = p.accessRequests ?? null;
+  const r = await firstRow(tx, sql<{ inserted: boolean }>`insert into partner (id, name, email_domains, team, notify_email, locale, access_requests)
+    values (${p.id}, ${p.name}, coalesce(${emailDomains}, '[]'), coalesce(${team}, '{}'), ${notifyEmail}::text, coalesce(${locale}::text, 'en'), coalesce(${accessRequests}::text, 'email'))
     on conflict (id) do update set name = excluded.name,
       email_domains = coalesce(${emailDomains}, partner.email_domains),
-      team = coalesce(${team}, partner.team), updated_at = now()
+      team = coalesce(${team}, partner.team),
+      notify_email = case when ${notifyGiven}::boolean then excluded.notify_email else partner.notify_email end,
+      locale = coalesce(${locale}::text, partner.locale),
+      access_requests = coalesce(${accessRequests}::text, partner.access_requests),
+      updated_at = now()
     returning (xmax = 0) as inserted`);
   return r?.inserted ?? false;
 }
@@ -74,12 +96,21 @@ export async function lockClient(tx: Em, partnerId: string, hubId: string): Prom
   return r !== undefined;
 }
 
-/** A client as `client.upsert` gives it; an omitted field keeps its stored value (or its default when new). */
-export interface ClientUpsert {
-  partnerId: string;
+/**
+ * Puts a client in the partner's list with the partner's name for it (a terminated one becomes
+ * active again). Returns whether the entry was created.
+ */
+export async function upsertClient(tx: Em, c: { partnerId: string; hubId: string; name: string }): Promise<boolean> {
+  const r = await firstRow(tx, sql<{ inserted: boolean }>`insert into client (partner_id, hub_id, name, status) values (${c.partnerId}, ${c.hubId}, ${c.name}, 'active')
+    on conflict (partner_id, hub_id) do update set name = excluded.name, status = 'active', updated_at = now()
+    returning (xmax = 0) as inserted`);
+  return r?.inserted ?? false;
+}
+
+/** The platform's facts about a client as `client.upsert` gives them; an omitted field keeps its stored value (or its default when new). */
+export interface ClientAccountUpsert {
   hubId: string;
-  name: string;
-  contactEmail: string;
+  contactEmail?: string | undefined;
   locale?: string | undefined;
   mrr?: number | undefined;
   products?: string[] | undefined;
@@ -88,19 +119,29 @@ export interface ClientUpsert {
   info: Record<string, unknown>;
 }
 
-/** Creates or updates a client (a terminated one becomes active again). Returns whether it was created. */
-export async function upsertClient(tx: Em, c: ClientUpsert): Promise<boolean> {
+/**
+ * Writes the platform's facts about a client into its one shared record (`client_account`), only
+ * the fields given (last write wins). Without any field, it only makes sure the record exists (a
+ * partner listing a client the platform has not reported yet: no contact, default facts).
+ */
+export async function upsertClientAccount(tx: Em, c: ClientAccountUpsert): Promise<void> {
+  const given = c.contactEmail !== undefined || c.locale !== undefined || c.mrr !== undefined || c.products !== undefined
+    || c.renewalDate !== undefined || Object.keys(c.info).length > 0;
+  if (!given) {
+    await run(tx, sql`insert into client_account (hub_id) values (${c.hubId}) on conflict (hub_id) do nothing`);
+    return;
+  }
+  const contactEmail = c.contactEmail ?? null;
   const locale = c.locale ?? null;
   const mrr = c.mrr ?? null;
   const products = jsonbOrNull(c.products);
   const renewalDate = c.renewalDate ?? null;
-  const r = await firstRow(tx, sql<{ inserted: boolean }>`insert into client (partner_id, hub_id, name, contact_email, locale, mrr, products, renewal_date, info, status)
-    values (${c.partnerId}, ${c.hubId}, ${c.name}, ${c.contactEmail}, coalesce(${locale}::text, 'en'), coalesce(${mrr}::numeric, 0), coalesce(${products}, '[]'), ${renewalDate}::date, ${jsonb(c.info)}, 'active')
-    on conflict (partner_id, hub_id) do update set name = excluded.name, contact_email = excluded.contact_email,
-      locale = coalesce(${locale}::text, client.locale), mrr = coalesce(${mrr}::numeric, client.mrr), products = coalesce(${products}, client.products),
-      renewal_date = coalesce(${renewalDate}::date, client.renewal_date), info = client.info || excluded.info, status = 'active', updated_at = now()
-    returning (xmax = 0) as inserted`);
-  return r?.inserted ?? false;
+  await run(tx, sql`insert into client_account (hub_id, contact_email, locale, mrr, products, renewal_date, info)
+    values (${c.hubId}, ${contactEmail}::text, coalesce(${locale}::text, 'en'), coalesce(${mrr}::numeric, 0), coalesce(${products}, '[]'), ${renewalDate}::date, ${jsonb(c.info)})
+    on conflict (hub_id) do update set contact_email = coalesce(${contactEmail}::text, client_account.contact_email),
+      locale = coalesce(${locale}::text, client_account.locale), mrr = coalesce(${mrr}::numeric, client_account.mrr),
+      products = coalesce(${products}, client_account.products), renewal_date = coalesce(${renewalDate}::date, client_account.renewal_date),
+      info = client_account.info || excluded.info, updated_at = now()`);
 }
 
 /** Marks a client terminated. */

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { rows } from './exec.js';
+import { managedSharesOf } from './managed-mrr.js';
 import type { Em } from './orm.js';
 
 /**
@@ -33,11 +34,13 @@ export async function listEmployeesWithAccess(em: Em, partnerId: string): Promis
       from employee e where e.partner_id = ${partnerId} order by e.email`);
 }
 
-/** A live access to a client (not revoked). */
+/** An access to a client that was not revoked (pending, active, declined or expired). */
 export interface ClientAccess { email: string; access: string }
 /**
- * A client of a partner's list with its live accesses; `managed` when a tagged, active employee of
- * the partner has active access to it. `mrr` is `numeric` (a string); `renewalDate` YYYY-MM-DD.
+ * A client of a partner's list: the partner's relationship (`name`, `status`), the platform's facts
+ * (`mrr` is `numeric`, a string; `renewalDate` YYYY-MM-DD), and its accesses that were not revoked
+ * (`employees`), or only how many there are (`employeeCount`) when the reader may not see who the
+ * partner's employees are.
  */
 export interface ClientRow {
   hubId: string;
@@ -46,32 +49,64 @@ export interface ClientRow {
   mrr: string;
   products: string[];
   renewalDate: string | null;
-  contactEmail: string;
+  contactEmail: string | null;
   locale: string;
   info: Record<string, unknown>;
-  managed: boolean;
-  employees: ClientAccess[];
+  employees?: ClientAccess[];
+  employeeCount?: number;
 }
 
-const clientRows = (partnerId: string, hubId: string | null) => sql<ClientRow>`
-  select c.hub_id as "hubId", c.name, c.status, c.mrr, c.products, to_char(c.renewal_date, 'YYYY-MM-DD') as "renewalDate",
-         c.contact_email as "contactEmail", c.locale, c.info,
-         exists (select 1 from access a join employee e on e.partner_id = a.partner_id and e.email = a.email
-                  where a.partner_id = c.partner_id and a.hub_id = c.hub_id and a.state = 'active' and e.tagged and e.status = 'active') as managed,
-         coalesce((select json_agg(json_build_object('email', a.email, 'access', a.state) order by a.email)
-                     from access a where a.partner_id = c.partner_id and a.hub_id = c.hub_id and a.state <> 'revoked'), '[]') as employees
+const clientRows = (partnerId: string, hubId: string | null, withEmployees: boolean) => sql<ClientRow>`
+  select c.hub_id as "hubId", c.name, c.status, coalesce(ca.mrr, 0) as mrr, coalesce(ca.products, '[]') as products,
+         to_char(ca.renewal_date, 'YYYY-MM-DD') as "renewalDate", ca.contact_email as "contactEmail", coalesce(ca.locale, 'en') as locale, coalesce(ca.info, '{}') as info,
+         ${withEmployees
+    ? sql`coalesce((select json_agg(json_build_object('email', a.email, 'access', a.state) order by a.email)
+                      from access a where a.partner_id = c.partner_id and a.hub_id = c.hub_id and a.state <> 'revoked'), '[]') as employees`
+    : sql`(select count(*)::int from access a where a.partner_id = c.partner_id and a.hub_id = c.hub_id and a.state <> 'revoked') as "employeeCount"`}
     from client c
+    left join client_account ca on ca.hub_id = c.hub_id
    where c.partner_id = ${partnerId} ${hubId === null ? sql`` : sql`and c.hub_id = ${hubId}`}
    order by c.hub_id`;
 
-/** The partner's client list (by hubId) with access states and the managed flag. */
-export async function listClientsWithAccess(em: Em, partnerId: string): Promise<ClientRow[]> {
-  return rows(em, clientRows(partnerId, null));
+/** The partner's client list (by hubId) with access states (`withEmployees`) or their count. */
+export async function listClientsWithAccess(em: Em, partnerId: string, opts: { withEmployees: boolean }): Promise<ClientRow[]> {
+  return rows(em, clientRows(partnerId, null, opts.withEmployees));
 }
 
 /** One client of the partner's list, or undefined. */
-export async function findClientWithAccess(em: Em, partnerId: string, hubId: string): Promise<ClientRow | undefined> {
-  return (await rows(em, clientRows(partnerId, hubId)))[0];
+export async function findClientWithAccess(em: Em, partnerId: string, hubId: string, opts: { withEmployees: boolean }): Promise<ClientRow | undefined> {
+  return (await rows(em, clientRows(partnerId, hubId, opts.withEmployees)))[0];
+}
+
+/**
+ * Managed MRR, live: the partner's share of each client it manages, in integer cents (see
+ * {@link managedSharesOf}: split evenly among the partners that manage the client, remainder cents
+ * by ascending partner id). Clients the partner does not manage are absent. With `hubId`, that
+ * client only.
+ *
+ * The one source of the figure on read: the dashboard's `managedMrr` (its sum) and the client
+ * list's `managed`/`managedMrr` both read it, so they agree with each other and with every
+ * committed change of access, tag, status or MRR, without a recalculation.
+ */
+export async function managedMrrShares(em: Em, partnerId: string, hubId: string | null = null): Promise<Map<string, number>> {
+  const found = await rows(em, sql<{ hub_id: string; cents: string }>`select s.hub_id, s.cents from ${managedSharesOf(sql`${partnerId}::text`, hubId)} s`);
+  return new Map(found.map((r) => [r.hub_id, Number(r.cents)]));
+}
+
+/** How many of the partner's pairs wait for a client (`pending`). */
+export async function countPendingRequests(em: Em, partnerId: string): Promise<number> {
+  const r = await em.getKysely().selectFrom('access').select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('partner_id', '=', partnerId).where('state', '=', 'pending')
+    .executeTakeFirst();
+  return Number(r?.n ?? 0);
+}
+
+/** What the dashboard shows of the partner itself. */
+export interface PartnerSummary { name: string; locale: string; team: Record<string, { name: string; email: string }> }
+
+/** The partner's name, locale and team, or undefined. */
+export async function findPartnerSummary(em: Em, partnerId: string): Promise<PartnerSummary | undefined> {
+  return em.getKysely().selectFrom('partner').select(['name', 'locale', 'team']).where('id', '=', partnerId).executeTakeFirst();
 }
 
 /** A duplicate-email conflict the partner ran into (`at` as Postgres writes it). */
@@ -108,4 +143,56 @@ export async function findCreditSnapshot(em: Em, partnerId: string): Promise<Cre
     .where('partner_id', '=', partnerId)
     .$castTo<CreditSnapshotRow>()
     .executeTakeFirst();
+}
+
+/** An access request waiting for a client, as `GET …/requests` lists it (timestamps as Postgres writes them). */
+export interface RequestRow {
+  hubId: string;
+  email: string;
+  state: 'pending' | 'declined' | 'expired';
+  requestedAt: string;
+  expiresAt: string | null;
+  lastEmailAt: string | null;
+  reminders: number;
+  ageSeconds: number;
+  /** `requestedAt` exactly (microseconds), for the next page's cursor. */
+  cursorAt: string;
+}
+
+/** Where a page of requests starts: after this (requestedAt, hubId, email). */
+export interface RequestCursor { requestedAt: string; hubId: string; email: string }
+
+/**
+ * The partner's access requests in `state`, oldest first (by when they were asked; a pair never
+ * emailed by when it became pending), those asked at least `olderThanSecs` ago, `limit` after
+ * `after`. Keyset-paginated: (requested, hub_id, email).
+ */
+export async function listRequests(em: Em, partnerId: string, q: { state: 'pending' | 'declined' | 'expired'; olderThanSecs: number | null; limit: number; after: RequestCursor | null }): Promise<RequestRow[]> {
+  const requested = sql`coalesce(a.requested_at, a.updated_at)`;
+  return rows(em, sql<RequestRow>`select a.hub_id as "hubId", a.email, a.state, ${requested} as "requestedAt", a.expires_at as "expiresAt",
+         a.last_email_at as "lastEmailAt", jsonb_array_length(a.reminders_sent)::int as reminders,
+         greatest(0, extract(epoch from now() - ${requested}))::float8 as "ageSeconds", ${requested}::text as "cursorAt"
+    from access a
+   where a.partner_id = ${partnerId} and a.state = ${q.state}
+     ${q.olderThanSecs === null ? sql`` : sql`and ${requested} <= now() - make_interval(secs => ${q.olderThanSecs}::float8)`}
+     ${q.after === null ? sql`` : sql`and (${requested}, a.hub_id, a.email) > (${q.after.requestedAt}::timestamptz, ${q.after.hubId}::text, ${q.after.email}::text)`}
+   order by ${requested}, a.hub_id, a.email
+   limit ${q.limit}::int`);
+}
+
+/** A client behind the dashboard's upcoming renewals (`renewalDate` YYYY-MM-DD). */
+export interface RenewalRow { hubId: string; name: string; renewalDate: string; renewalOwner: unknown; products: string[] }
+
+/**
+ * The partner's active clients whose platform renewal date falls from `today` to `today +
+ * windowDays` (UTC days, both included: the rule of `alerts.upcomingRenewals`), soonest first.
+ */
+export async function listUpcomingRenewals(em: Em, partnerId: string, today: string, windowDays: number): Promise<RenewalRow[]> {
+  return rows(em, sql<RenewalRow>`select c.hub_id as "hubId", c.name, to_char(ca.renewal_date, 'YYYY-MM-DD') as "renewalDate",
+         ca.info->'renewalOwner' as "renewalOwner", ca.products
+    from client c join client_account ca on ca.hub_id = c.hub_id
+   where c.partner_id = ${partnerId} and c.status = 'active'
+     and ca.renewal_date between ${today}::date and ${today}::date + ${windowDays}::int
+   order by ca.renewal_date, c.hub_id
+   limit 10000`);
 }

@@ -7,6 +7,7 @@ export type DomainErrorCode =
   | 'UNKNOWN_PARTNER'
   | 'CLIENT_TERMINATED'
   | 'NOT_FOUND'
+  | 'NO_CLIENT_CONTACT'
   | 'VALIDATION_FAILED';
 
 const messages: Record<DomainErrorCode, string> = {
@@ -17,6 +18,7 @@ const messages: Record<DomainErrorCode, string> = {
   UNKNOWN_PARTNER: 'This partner does not exist; create it with partner.upsert first.',
   CLIENT_TERMINATED: 'Services for this client were terminated.',
   NOT_FOUND: 'Nothing to act on.',
+  NO_CLIENT_CONTACT: 'The platform knows no contact of this client to ask for access; the access request cannot be sent.',
   VALIDATION_FAILED: 'The command is not valid.',
 };
 

@@ -22,16 +22,32 @@ export interface PairFacts {
   client: ClientFacts | null;
   /** The partners holding a live (pending or active) access to the client for this email. */
   live: readonly string[];
-  /** Whether the email is one of the client's portal users. */
+  /** Whether the email is one of the client's portal users as the platform reports them. */
   portal: boolean;
   /** This partner's access row for the pair. */
   access: AccessFacts | null;
+  /** The partner asks its clients itself (`accessRequests: manual`). Default: false. */
+  manualRequests?: boolean;
+  /** Whether the platform knows the client's contact for access requests. Default: true. */
+  clientHasContact?: boolean;
+  /** The end that the pair's `access.assign` asks for (`accessUntil`), if any. */
+  accessUntil?: Date | null;
 }
 
 export type PairOutcomeOrError = { ok: true; decision: Decision; outboxId?: string } | { ok: false; error: DomainError };
 
+/**
+ * What a newly decided state resets on the pair: its request (a new `requestSeq` when the client is
+ * emailed, null when not) and its end (`accessUntil`, null: none). Absent on writes that only move
+ * the state (a revoke).
+ */
+export interface FreshPair { requestSeq: number | null; accessUntil: Date | null }
+
 /** An access row to write: a new state, or (state null) only the newest command seen on it. */
-export interface PlannedWrite { pair: BatchPair; state: AccessState | null; issuedAt: Date | null }
+export interface PlannedWrite { pair: BatchPair; state: AccessState | null; issuedAt: Date | null; fresh?: FreshPair }
+
+/** A new request to the client: a grant link for `seq` and a place in the client's email (`i`: the pair's index in the batch). */
+export interface PlannedRequest { pair: BatchPair; i: number; seq: number }
 
 /** What applying a batch must write, decided without I/O. */
 export interface PairBatchPlan {
@@ -41,10 +57,10 @@ export interface PairBatchPlan {
   stateWrites: (PlannedWrite & { state: AccessState })[];
   /** Access rows of which only `last_issued_at` moves. */
   touches: PlannedWrite[];
-  /** Pairs revoked: their open grant links expire. */
+  /** Pairs revoked: their open grant links are withdrawn. */
   revoked: BatchPair[];
-  /** Pairs now pending: one grant link and one email each (`i`: the pair's index in the batch). */
-  pending: { pair: BatchPair; i: number }[];
+  /** New requests that email the client: only those still pending with that request when the batch ends. */
+  requests: PlannedRequest[];
   /** Pairs refused because the email is linked to another partner for the client. */
   conflicts: BatchPair[];
 }
@@ -58,6 +74,8 @@ const hk = (p: { hubId: string; email: string }) => `${p.hubId}\n${p.email}`;
  * email). `facts[i]` is what the database held for `pairs[i]` when the batch started. Returns each
  * pair's outcome or refusal and the writes that apply them; the caller writes them in one
  * transaction. Refusals that retrying cannot fix are returned as DomainErrors, not thrown.
+ * A request that emails the client takes the pair's next `requestSeq`; only a request the pair
+ * still has when the batch ends is sent (an assign then a revoke of the same pair sends nothing).
  */
 export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairFacts[]): PairBatchPlan {
   // The batch's own view of the world, updated as each pair is decided.
@@ -69,7 +87,8 @@ export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairF
     if (!live.has(hk(p))) live.set(hk(p), new Set(f.live));
   });
   const writes = new Map<string, PlannedWrite>();
-  const plan: PairBatchPlan = { results: [], stateWrites: [], touches: [], revoked: [], pending: [], conflicts: [] };
+  const requests: PlannedRequest[] = [];
+  const plan: PairBatchPlan = { results: [], stateWrites: [], touches: [], revoked: [], requests: [], conflicts: [] };
 
   pairs.forEach((p, i) => {
     const f = facts[i]!;
@@ -78,7 +97,10 @@ export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairF
     let decision: Decision;
     try {
       decision = p.type === 'access.assign'
-        ? decideAssignment({ employee: f.employee, client: f.client, access: current, linkedToOtherPartner: [...liveHere].some((x) => x !== p.partnerId), isPortalUser: f.portal, issuedAt: p.issuedAt })
+        ? decideAssignment({
+          employee: f.employee, client: f.client, access: current, linkedToOtherPartner: [...liveHere].some((x) => x !== p.partnerId),
+          isPortalUser: f.portal, issuedAt: p.issuedAt, manualRequests: f.manualRequests ?? false, clientHasContact: f.clientHasContact ?? true,
+        })
         : decideRevoke(current, p.issuedAt);
     } catch (err) {
       if (!(err instanceof DomainError)) throw err;
@@ -89,20 +111,24 @@ export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairF
     plan.results.push({ ok: true, decision });
     if (decision.outcome === 'superseded') return;
     const prior = writes.get(pk(p));
+    const issuedAt = laterOf(prior?.issuedAt ?? null, p.issuedAt);
+    const lastIssuedAt = laterOf(current?.lastIssuedAt ?? null, p.issuedAt);
     if ('state' in decision) {
-      writes.set(pk(p), { pair: p, state: decision.state, issuedAt: laterOf(prior?.issuedAt ?? null, p.issuedAt) });
-      access.set(pk(p), { state: decision.state, lastIssuedAt: laterOf(current?.lastIssuedAt ?? null, p.issuedAt) });
+      const seq = (current?.requestSeq ?? 0) + (decision.emailClient === true ? 1 : 0);
+      const fresh: FreshPair | undefined = decision.state === 'revoked' ? undefined : { requestSeq: decision.emailClient === true ? seq : null, accessUntil: f.accessUntil ?? null };
+      writes.set(pk(p), { pair: p, state: decision.state, issuedAt, ...(fresh ? { fresh } : {}) });
+      access.set(pk(p), { ...current, state: decision.state, lastIssuedAt, requestSeq: seq });
       if (decision.state === 'revoked') {
         liveHere.delete(p.partnerId);
         plan.revoked.push(p);
       } else {
         liveHere.add(p.partnerId);
       }
-      if (decision.outcome === 'pending') plan.pending.push({ pair: p, i });
+      if (decision.emailClient === true) requests.push({ pair: p, i, seq });
     } else if (p.issuedAt && (current || p.type === 'access.revoke')) {
       // unchanged: remember the newest command seen on the pair (a revoke of a pair that never existed too)
-      writes.set(pk(p), { pair: p, state: prior?.state ?? (current ? null : 'revoked'), issuedAt: laterOf(prior?.issuedAt ?? null, p.issuedAt) });
-      access.set(pk(p), { state: current?.state ?? 'revoked', lastIssuedAt: laterOf(current?.lastIssuedAt ?? null, p.issuedAt) });
+      writes.set(pk(p), { ...prior, pair: prior?.pair ?? p, state: prior?.state ?? (current ? null : 'revoked'), issuedAt });
+      access.set(pk(p), { ...current, state: current?.state ?? 'revoked', lastIssuedAt });
     }
   });
 
@@ -110,5 +136,10 @@ export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairF
     if (w.state !== null) plan.stateWrites.push({ ...w, state: w.state });
     else plan.touches.push(w);
   }
+  // A request is sent only when the batch leaves the pair pending with it.
+  plan.requests = requests.filter((r) => {
+    const w = writes.get(pk(r.pair));
+    return w?.state === 'pending' && w.fresh?.requestSeq === r.seq;
+  });
   return plan;
 }

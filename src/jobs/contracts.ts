@@ -13,7 +13,7 @@ import { commandIdSchema, idPattern } from '../commands/schemas.js';
 
 /** Queue names. */
 export const QUEUES = {
-  /** One job per accepted command: `{commandId}`. */
+  /** One job per accepted command: `{commandId}` (job id per acceptance, see jobIds.command). */
   commands: 'commands',
   /**
    * access.assign / access.revoke pairs: one job per range of a command's pairs (`{commandId, from, to}`,
@@ -25,6 +25,8 @@ export const QUEUES = {
   mail: 'mail',
   /** Credit recalculation: the scheduled fan-out, one job per group of partners, and single-partner jobs. */
   credit: 'credit',
+  /** The lifecycle sweep (job scheduler `lifecycle-sweep`): request expiry, reminders, time-bound access ends and their notices. */
+  lifecycle: 'lifecycle',
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
@@ -42,12 +44,21 @@ export const firstBackoffMs = typeof defaultJobOptions.backoff === 'object' ? de
 /** The id of the job scheduler of the daily recalculation (`recalculate-all`). */
 export const RECALC_SCHEDULER_ID = 'credit-recalculate-daily';
 
+/** The id of the job scheduler of the lifecycle sweep (`lifecycle-sweep` every LIFECYCLE_SWEEP_MS). */
+export const LIFECYCLE_SCHEDULER_ID = 'lifecycle-sweep';
+
 /** BullMQ job ids must not contain ':' (commandIds may): '~' is outside the commandId alphabet, so this is one-to-one. */
 const safe = (id: string) => id.replaceAll(':', '~');
 
 /** Job ids: deterministic, so a replayed enqueue (or the reconciler) adds nothing twice while the job exists. */
 export const jobIds = {
-  command: (commandId: string) => `c.${safe(commandId)}`,
+  /**
+   * One acceptance of a command: its commandId and its `seq` in the log (digits, last, so the id
+   * reads back one way). An acceptance that was taken back (the add timed out: 503) may still have
+   * left its job in Redis; a later acceptance of the same commandId gets a new `seq`, so its job is
+   * a new one, never that stale job (which finds no row of its own and completes doing nothing).
+   */
+  command: (commandId: string, seq: string | number) => `c.${safe(commandId)}.${seq}`,
   pair: (commandId: string, idx: number) => `p.${safe(commandId)}.${idx}`,
   pairRange: (commandId: string, from: number, to: number) => `p.${safe(commandId)}.${from}-${to}`,
   mail: (outboxId: string | number) => `m.${outboxId}`,
@@ -75,9 +86,14 @@ const pairRangeJob = z.object({ commandId: commandIdSchema, from: idx, to: z.num
   .refine((d) => d.from < d.to, { message: 'from must be below to', path: ['to'] });
 const pairJob = z.object({ commandId: commandIdSchema, idx }).strict();
 const mailJob = z.object({ outboxId: z.string().regex(/^\d{1,19}$/) }).strict();
-const recalcAllJob = z.object({ groupSize: z.number().int().min(1).max(1000).optional() }).strict();
+const recalcAllJob = z.object({
+  groupSize: z.number().int().min(1).max(1000).optional(),
+  /** Written by the run once its groups are its children: a retry then waits for them instead of fanning out again. */
+  fannedOut: z.object({ partners: z.number().int().min(0), groups: z.number().int().min(0) }).strict().optional(),
+}).strict();
 const recalcGroupJob = z.object({ partnerIds: z.array(partnerId).min(1).max(1000), runId }).strict();
 const recalcPartnerJob = z.object({ partnerId, isolatedFrom: z.string().min(1).max(300).optional() }).strict();
+const lifecycleSweepJob = z.object({}).strict();
 
 export type CommandJob = z.infer<typeof commandJob>;
 export type PairRangeJob = z.infer<typeof pairRangeJob>;
@@ -88,6 +104,7 @@ export type RecalcAllJob = z.infer<typeof recalcAllJob>;
 export type RecalcGroupJob = z.infer<typeof recalcGroupJob>;
 export type RecalcPartnerJob = z.infer<typeof recalcPartnerJob>;
 export type CreditJob = RecalcAllJob | RecalcGroupJob | RecalcPartnerJob;
+export type LifecycleSweepJob = z.infer<typeof lifecycleSweepJob>;
 
 /**
  * Every job, by kind. `name` is the BullMQ job name; null for `commands` and `pairs` jobs, which are
@@ -95,20 +112,31 @@ export type CreditJob = RecalcAllJob | RecalcGroupJob | RecalcPartnerJob;
  * the README's job catalogue.
  */
 export const jobContracts = {
-  /** A command to apply. Idempotency key: the commandId (the log row is locked and checked). */
-  command: { queue: QUEUES.commands, name: null, schema: commandJob, jobId: (d: CommandJob) => jobIds.command(d.commandId), options: defaultJobOptions },
+  /** A command to apply. Idempotency key: the commandId (the log row is locked and checked); job id per acceptance (`seq`). */
+  command: { queue: QUEUES.commands, name: null, schema: commandJob, jobId: (d: CommandJob, seq: string | number) => jobIds.command(d.commandId, seq), options: defaultJobOptions },
   /** The pairs `[from, to)` of a pair command, applied in one transaction. Idempotency key: (commandId, idx) per pair. */
   pairRange: { queue: QUEUES.pairs, name: null, schema: pairRangeJob, jobId: (d: PairRangeJob) => jobIds.pairRange(d.commandId, d.from, d.to), options: defaultJobOptions },
   /** One pair of a pair command, on its own (a refused pair fails here with its code). Idempotency key: (commandId, idx). */
   pair: { queue: QUEUES.pairs, name: null, schema: pairJob, jobId: (d: PairItemJob) => jobIds.pair(d.commandId, d.idx), options: defaultJobOptions },
   /** One outbox row to send. Idempotency key: the outbox row (a sent row is never sent again). */
   mail: { queue: QUEUES.mail, name: 'send', schema: mailJob, jobId: (d: MailJob) => jobIds.mail(d.outboxId), options: defaultJobOptions },
-  /** The scheduler's fan-out (job id: the scheduler's). */
+  /**
+   * The scheduler's run (job id: the scheduler's): a flow parent. It adds one `recalculate-partners`
+   * child per group, waits for them (waiting-children), and finishes when every group has; its
+   * progress is the share of finished groups.
+   */
   recalculateAll: { queue: QUEUES.credit, name: 'recalculate-all', schema: recalcAllJob, jobId: null, options: defaultJobOptions },
-  /** One group of partners of a run: one read, one write. */
+  /** One group of partners of a run (a child of the run; its failure does not hold the run): one read, one write. */
   recalculatePartners: { queue: QUEUES.credit, name: 'recalculate-partners', schema: recalcGroupJob, jobId: (d: RecalcGroupJob) => jobIds.recalcGroup(d.runId, d.partnerIds), options: defaultJobOptions },
   /** One partner (handed over by its group, or on its own). */
   recalculatePartner: { queue: QUEUES.credit, name: 'recalculate-partner', schema: recalcPartnerJob, jobId: (d: RecalcPartnerJob, run: string) => jobIds.credit(d.partnerId, run), options: defaultJobOptions },
+  /**
+   * The lifecycle sweep, added by its job scheduler (one place: enqueue.ts upsertLifecycleScheduler)
+   * every LIFECYCLE_SWEEP_MS. Set-based steps, each one transaction guarded by the pairs' states and
+   * arrays of notices sent, with outbox rows once-only by notification key: running it twice, or
+   * two at once, sends nothing twice. A failure retries with backoff; the next tick redoes it anyway.
+   */
+  lifecycleSweep: { queue: QUEUES.lifecycle, name: 'lifecycle-sweep', schema: lifecycleSweepJob, jobId: null, options: { ...defaultJobOptions, attempts: 3, removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } } },
 } as const;
 
 export type JobKind = keyof typeof jobContracts;

@@ -1,19 +1,19 @@
 import type { Logger } from 'pino';
 import type { Queues } from './queues.js';
-import { jobContracts, RECALC_SCHEDULER_ID, type PairItemJob, type PairRangeJob } from './contracts.js';
+import { jobContracts, LIFECYCLE_SCHEDULER_ID, RECALC_SCHEDULER_ID, type PairItemJob, type PairRangeJob } from './contracts.js';
 
 /**
  * The one door into the queues: every job of the service is added here, with the id and options
  * of its contract (contracts.ts). Each function throws if Redis refuses the jobs, unless it says otherwise.
  */
 
-/** One `commands` job per accepted command, named by its type. */
-export async function enqueueCommands(queues: Pick<Queues, 'commands'>, commands: readonly { id: string; type: string }[]): Promise<void> {
+/** One `commands` job per accepted command, named by its type; `seq` is the acceptance's (its job id, see jobIds.command). */
+export async function enqueueCommands(queues: Pick<Queues, 'commands'>, commands: readonly { id: string; type: string; seq: string }[]): Promise<void> {
   if (!commands.length) return;
   const c = jobContracts.command;
   await queues.commands.addBulk(commands.map((cmd) => {
     const data = { commandId: cmd.id };
-    return { name: cmd.type, data, opts: { ...c.options, jobId: c.jobId(data) } };
+    return { name: cmd.type, data, opts: { ...c.options, jobId: c.jobId(data, cmd.seq) } };
   }));
 }
 
@@ -59,13 +59,17 @@ export async function enqueueMailAfterCommit(ctx: { queues: Pick<Queues, 'mail'>
   }
 }
 
-/** One `recalculate-partners` job per group of a run. */
-export async function enqueueRecalcGroups(queues: Pick<Queues, 'credit'>, runId: string, groups: readonly string[][]): Promise<void> {
+/**
+ * One `recalculate-partners` job per group of a run, as children of the run's job when `parent`
+ * is given (a flow: the run waits for them). A group that fails for good is recorded on the run
+ * and does not hold it (`ignoreDependencyOnFailure`). Adding a group again changes nothing.
+ */
+export async function enqueueRecalcGroups(queues: Pick<Queues, 'credit'>, runId: string, groups: readonly string[][], parent?: { id: string; queue: string }): Promise<void> {
   if (!groups.length) return;
   const c = jobContracts.recalculatePartners;
   await queues.credit.addBulk(groups.map((partnerIds) => {
     const data = { partnerIds, runId };
-    return { name: c.name, data, opts: { ...c.options, jobId: c.jobId(data) } };
+    return { name: c.name, data, opts: { ...c.options, jobId: c.jobId(data), ...(parent ? { parent, ignoreDependencyOnFailure: true } : {}) } };
   }));
 }
 
@@ -83,4 +87,19 @@ export async function enqueueRecalcPartners(queues: Pick<Queues, 'credit'>, runI
 export async function upsertRecalcScheduler(ctx: { queues: Pick<Queues, 'credit'>; config: { recalcCron: string; recalcTz: string } }): Promise<void> {
   const c = jobContracts.recalculateAll;
   await ctx.queues.credit.upsertJobScheduler(RECALC_SCHEDULER_ID, { pattern: ctx.config.recalcCron, tz: ctx.config.recalcTz }, { name: c.name, data: {} });
+}
+
+/**
+ * Upserts the lifecycle sweep's job scheduler (the one place that does; also called by the
+ * reconciler when Redis lost it): a `lifecycle-sweep` job every LIFECYCLE_SWEEP_MS.
+ */
+export async function upsertLifecycleScheduler(ctx: { queues: Pick<Queues, 'lifecycle'>; config: { lifecycleSweepMs: number } }): Promise<void> {
+  const c = jobContracts.lifecycleSweep;
+  await ctx.queues.lifecycle.upsertJobScheduler(LIFECYCLE_SCHEDULER_ID, { every: ctx.config.lifecycleSweepMs }, { name: c.name, data: {}, opts: c.options });
+}
+
+/** Upserts every job scheduler of the service (the scheduler role, at start). */
+export async function upsertSchedulers(ctx: { queues: Pick<Queues, 'credit' | 'lifecycle'>; config: { recalcCron: string; recalcTz: string; lifecycleSweepMs: number } }): Promise<void> {
+  await upsertRecalcScheduler(ctx);
+  await upsertLifecycleScheduler(ctx);
 }

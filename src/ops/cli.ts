@@ -1,11 +1,11 @@
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { loadConfig } from '../../config/index.js';
 import { getCommandStatus } from '../commands/log.js';
 import { openOrm } from '../db/orm.js';
 import { findCommand } from '../db/command-log.js';
 import { failureCode } from '../lib/failure-code.js';
-import { createQueues, QUEUES, type QueueName } from '../jobs/queues.js';
+import { createQueues, producerConnection, queuePrefix, QUEUES, type QueueName, type RedisTarget } from '../jobs/queues.js';
 import { reconcileOnce } from '../workers/reconciler.js';
 import { createLogger } from '../app.js';
 
@@ -18,11 +18,12 @@ const usage = `npm run ops -- <command> [options]
 
   --json    one JSON document on stdout instead of lines
 
-Which Redis, queue prefix and Postgres: the service's own variables (REDIS_URL, QUEUE_PREFIX,
-DATABASE_URL), read from this shell's environment exactly as the service reads them; the CLI prints
-them (to stderr) before anything else. It refuses to go on (exit 2) when no queue of the service
-exists under that prefix on that Redis (the service writes <prefix>:<queue>:meta when it starts),
-and lists the prefixes it does find there instead of picking one.
+Which Redis, queue prefix and Postgres: the service's own variables (REDIS_URL, REDIS_CLUSTER,
+QUEUE_PREFIX, DATABASE_URL), read from this shell's environment exactly as the service reads them;
+the CLI prints them (to stderr) before anything else. It refuses to go on (exit 2) when no queue of
+the service exists under that prefix on that Redis (the service writes <prefix>:<queue>:meta when
+it starts; {<prefix>-<queue>}:<queue>:meta on a Redis Cluster), and lists the prefixes it does find
+there instead of picking one.
 
 Queues: ${Object.values(QUEUES).join(', ')}.`;
 
@@ -38,20 +39,30 @@ const shown = (url: string) => {
  * When they do not, the prefixes that do hold a `commands` queue there (a bounded SCAN), so the
  * operator can set QUEUE_PREFIX; the CLI never picks one itself. Read-only.
  */
-async function findQueues(redisUrl: string, prefix: string): Promise<{ present: boolean; others: string[] }> {
-  const redis = new Redis(redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: () => null });
+async function findQueues(target: RedisTarget, prefix: string): Promise<{ present: boolean; others: string[] }> {
+  const redis = producerConnection(target);
   redis.on('error', () => undefined);
   try {
     await redis.connect();
-    const keys = Object.values(QUEUES).flatMap((q) => [`${prefix}:${q}:meta`, `${prefix}:${q}:id`]);
-    if ((await redis.exists(...keys)) > 0) return { present: true, others: [] };
+    const keys = Object.values(QUEUES).flatMap((q) => [`${queuePrefix(prefix, q, target.cluster)}:${q}:meta`, `${queuePrefix(prefix, q, target.cluster)}:${q}:id`]);
+    // One key at a time: on a cluster they live in different slots.
+    const found = await Promise.all(keys.map((k) => redis.exists(k)));
+    if (found.some((n) => n > 0)) return { present: true, others: [] };
+    const suffix = `:${QUEUES.commands}:meta`;
+    // The QUEUE_PREFIX a commands queue's key belongs to (on a cluster: `{<prefix>-commands}`).
+    const prefixOfKey = (k: string) => {
+      const p = k.slice(0, -suffix.length);
+      return target.cluster ? p.replace(/^\{(.*)-commands\}$/, '$1') : p;
+    };
     const others = new Set<string>();
-    let cursor = '0';
-    for (let round = 0; round < 200; round++) {
-      const [next, found] = await redis.scan(cursor, 'MATCH', `*:${QUEUES.commands}:meta`, 'COUNT', 1000);
-      for (const k of found) others.add(k.slice(0, -`:${QUEUES.commands}:meta`.length));
-      cursor = next;
-      if (cursor === '0' || others.size > 50) break;
+    for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis as Redis]) {
+      let cursor = '0';
+      for (let round = 0; round < 200; round++) {
+        const [next, keysFound] = await node.scan(cursor, 'MATCH', `*${suffix}`, 'COUNT', 1000);
+        for (const k of keysFound) others.add(prefixOfKey(k));
+        cursor = next;
+        if (cursor === '0' || others.size > 50) break;
+      }
     }
     const sorted = [...others].sort();
     return { present: false, others: sorted.length > 50 ? [...sorted.slice(0, 50), '(and more)'] : sorted };
@@ -72,9 +83,10 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig(env);
   const from = (key: string) => (env[key] ? key : `default, ${key} not set`);
   const target = { redis: shown(config.redisUrl), queuePrefix: config.queuePrefix, postgres: shown(config.databaseUrl) };
-  console.error(`ops: Redis ${target.redis} (${from('REDIS_URL')}), queue prefix "${target.queuePrefix}" (${from('QUEUE_PREFIX')}), Postgres ${target.postgres} (${from('DATABASE_URL')})`);
+  const redisTarget = { url: config.redisUrl, cluster: config.redisCluster };
+  console.error(`ops: Redis ${target.redis}${config.redisCluster ? ' (a node of a Redis Cluster)' : ''} (${from('REDIS_URL')}), queue prefix "${target.queuePrefix}" (${from('QUEUE_PREFIX')}), Postgres ${target.postgres} (${from('DATABASE_URL')})`);
   if (cmd !== 'history') {
-    const found = await findQueues(config.redisUrl, config.queuePrefix).catch((err: Error) => {
+    const found = await findQueues(redisTarget, config.queuePrefix).catch((err: Error) => {
       console.error(`ops: Redis at ${target.redis} does not answer (${err.message}).`);
       return null;
     });
@@ -88,7 +100,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const logger = createLogger('warn');
   const orm = await openOrm(config.databaseUrl, { migrate: false, poolMax: 2 });
-  const queues = await createQueues(config.redisUrl, config.queuePrefix);
+  const queues = await createQueues(redisTarget, config.queuePrefix);
   try {
     const limit = Math.max(1, Math.min(100_000, Number(values.limit) || 1000));
     const selected = queues.all().filter((q) => !values.queue || q.name === (values.queue as QueueName));

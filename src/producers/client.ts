@@ -24,7 +24,7 @@ export interface Producer {
 export async function createProducer(opts: { config?: Config; name?: string; scopes?: readonly Scope[] } = {}): Promise<Producer> {
   const config = opts.config ?? loadConfig(process.env);
   const orm: Orm = await openOrm(config.databaseUrl, { migrate: false, poolMax: 4 });
-  const queues: Queues = await createQueues(config.redisUrl, config.queuePrefix);
+  const queues: Queues = await createQueues({ url: config.redisUrl, cluster: config.redisCluster }, config.queuePrefix);
   const tokenName = opts.name ?? 'producer';
   const scopes: readonly Scope[] = opts.scopes ?? ['admin'];
   const authorize = (raws: readonly unknown[], batch: boolean) => {

@@ -22,7 +22,7 @@ export async function wakeNext(ctx: Pick<AppContext, 'orm' | 'queues'>, partnerI
   try {
     const next = await nextUnfinished(ctx.orm.em.fork(), partnerId, seq);
     if (!next) return;
-    const job = await ctx.queues.commands.getJob(jobIds.command(next));
+    const job = await ctx.queues.commands.getJob(jobIds.command(next.id, next.seq));
     if (job && (await job.isDelayed())) await job.promote();
   } catch {
     /* the job is not delayed (any more), or Redis blinked: its fallback delay wakes it */

@@ -1,10 +1,11 @@
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import type { AppContext } from '../context.js';
 import { parseCommand, pairTypes, type Command, type CommandType } from '../commands/schemas.js';
 import type { Em } from '../db/orm.js';
 import { completeCommand, failCommand, loadCommand as loadCommandRow, lockCommand, startCommand } from '../db/command-progress.js';
 import { handlers, type HandlerEnv, type HandlerResult } from '../commands/handlers.js';
 import { enqueueMailAfterCommit } from '../jobs/enqueue.js';
+import { jobIds } from '../jobs/contracts.js';
 import { classify, payloadOf, PermanentError, toUnrecoverable } from './failures.js';
 import { mustWait, wakeNext } from './command-order.js';
 import { fanOutPairs } from './pairs.js';
@@ -50,8 +51,11 @@ export async function markCommandFailed(em: Em, commandId: string, error: { code
  * The `commands` job: `{commandId}`. Idempotency key: the commandId (the log row is locked and
  * checked, so a replayed job changes nothing). A domain refusal fails the job at once with its code;
  * anything else is thrown and retried with backoff. Pair commands fan out into `pairs` jobs.
+ *
+ * A job that is not its command's (no row: the acceptance was taken back after its add timed out;
+ * or a row accepted again since, whose own job has another id) completes doing nothing.
  */
-export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'data' | 'moveToDelayed' | 'timestamp'>, token?: string): Promise<unknown> {
+export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'id' | 'data' | 'moveToDelayed' | 'timestamp'>, token?: string): Promise<unknown> {
   const { commandId } = payloadOf('command', job.data);
   const em = ctx.orm.em.fork();
   let cmd: LoadedCommand | null;
@@ -65,7 +69,10 @@ export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'data' |
     }
     throw err;
   }
-  if (!cmd) throw new UnrecoverableError(`NOT_FOUND: command ${commandId} is not in the command log`);
+  if (!cmd || (job.id !== undefined && job.id !== jobIds.command(cmd.id, cmd.seq))) {
+    ctx.logger.info({ jobId: job.id, commandId }, 'a job of a command acceptance that was taken back; nothing to do');
+    return { skipped: cmd ? 'the command was accepted again and has a job of its own' : 'the command is not in the command log (its acceptance was taken back)' };
+  }
   if (cmd.state === 'completed') return cmd.result;
   // Per-partner FIFO: commands of one partner apply in the order they were accepted (a tag after
   // its partner.upsert, an assign after its client.upsert); partners proceed in parallel.

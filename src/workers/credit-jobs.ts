@@ -1,4 +1,4 @@
-import type { Job } from 'bullmq';
+import { WaitingChildrenError, type Job } from 'bullmq';
 import type { AppContext } from '../context.js';
 import { recalculateCredit, recalculateCredits } from '../commands/credit.js';
 import { partnerIds as allPartnerIds } from '../db/partner-store.js';
@@ -11,12 +11,14 @@ export const RECALC_GROUP_SIZE = 25;
 
 const runIdOf = (job: Pick<Job, 'id'>) => String(job.id ?? Date.now()).replace(/[^A-Za-z0-9]/g, '');
 
-type CreditJobRun = Pick<Job, 'id' | 'name' | 'data' | 'updateProgress'>;
+type CreditJobRun = Pick<Job, 'id' | 'name' | 'data' | 'updateProgress'> & Partial<Pick<Job, 'queueQualifiedName' | 'updateData' | 'moveToWaitingChildren' | 'getIgnoredChildrenFailures'>>;
 
 /**
  * The `credit` queue, all idempotent (numbers are recomputed from facts, never incremented):
- * - `recalculate-all` (the scheduler's job) fans out one `recalculate-partners` job per group of
- *   {@link RECALC_GROUP_SIZE} partners, job id per run and group (jobIds.recalcGroup).
+ * - `recalculate-all` (the scheduler's job) is a flow parent: it adds one `recalculate-partners`
+ *   child per group of {@link RECALC_GROUP_SIZE} partners, job id per run and group
+ *   (jobIds.recalcGroup), and waits for them; each finished group moves its progress
+ *   ({@link reportGroupFinished}), and it completes once every group has finished.
  * - `recalculate-partners` reads all its partners' facts in one query and writes all their
  *   snapshots in one statement. A failure is never a silent gap: a partner whose numbers cannot be
  *   computed, or every partner of the group when its read or write fails, is handed to its own
@@ -26,9 +28,9 @@ type CreditJobRun = Pick<Job, 'id' | 'name' | 'data' | 'updateProgress'>;
  * - `recalculate-partner` recomputes one partner (also for jobs added before groups existed).
  * A job of another name, or whose payload does not fit its contract, fails at once (VALIDATION_FAILED).
  */
-export async function processCreditJob(ctx: AppContext, job: CreditJobRun): Promise<unknown> {
+export async function processCreditJob(ctx: AppContext, job: CreditJobRun, token?: string): Promise<unknown> {
   const kind = creditJobKind(job.name);
-  if (kind === 'recalculateAll') return fanOut(ctx, job, payloadOf(kind, job.data));
+  if (kind === 'recalculateAll') return recalculateAll(ctx, job, payloadOf(kind, job.data), token);
   if (kind === 'recalculatePartners') return recalculateGroup(ctx, job, payloadOf(kind, job.data));
   if (kind === 'recalculatePartner') {
     const { partnerId } = payloadOf(kind, job.data);
@@ -37,18 +39,54 @@ export async function processCreditJob(ctx: AppContext, job: CreditJobRun): Prom
   throw toUnrecoverable({ code: 'VALIDATION_FAILED', message: `unknown credit job name ${JSON.stringify(job.name).slice(0, 100)}` });
 }
 
-async function fanOut(ctx: AppContext, job: CreditJobRun, data: RecalcAllJob): Promise<{ partners: number; groups: number }> {
-  const size = data.groupSize ?? RECALC_GROUP_SIZE;
+/**
+ * A run, in two steps. First (no `fannedOut` in its data) it adds its groups as its children,
+ * records that in its data (a retry does not fan out again) and waits for them (waiting-children:
+ * the worker takes it up again once every group has finished). Then it completes with its counts,
+ * progress 100. Without a worker token (a direct call) it fans out and returns.
+ */
+async function recalculateAll(ctx: AppContext, job: CreditJobRun, data: RecalcAllJob, token?: string): Promise<unknown> {
+  let fannedOut = data.fannedOut;
+  if (!fannedOut) {
+    fannedOut = await fanOutRun(ctx, job, data.groupSize);
+    if (!token) return fannedOut;
+    await job.updateData!({ ...data, fannedOut });
+  }
+  if (token && fannedOut.groups > 0 && (await job.moveToWaitingChildren!(token))) throw new WaitingChildrenError();
+  const failedGroups = fannedOut.groups > 0 ? Object.keys(await job.getIgnoredChildrenFailures!()).length : 0;
+  await job.updateProgress(100);
+  return { ...fannedOut, failedGroups };
+}
+
+/**
+ * Adds a run's groups (one `recalculate-partners` job per {@link RECALC_GROUP_SIZE} partners, or
+ * `groupSize`) as children of the run's job. Idempotent: group job ids are per run and members.
+ */
+export async function fanOutRun(ctx: AppContext, job: Pick<Job, 'id'> & Partial<Pick<Job, 'queueQualifiedName'>>, groupSize = RECALC_GROUP_SIZE): Promise<{ partners: number; groups: number }> {
   const partners = await allPartnerIds(ctx.orm.em.fork());
   const runId = runIdOf(job);
   const groups: string[][] = [];
-  for (let i = 0; i < partners.length; i += size) groups.push(partners.slice(i, i + size));
+  for (let i = 0; i < partners.length; i += groupSize) groups.push(partners.slice(i, i + groupSize));
+  const parent = job.id && job.queueQualifiedName ? { id: job.id, queue: job.queueQualifiedName } : undefined;
   const chunk = 200;
-  for (let i = 0; i < groups.length; i += chunk) {
-    await enqueueRecalcGroups(ctx.queues, runId, groups.slice(i, i + chunk));
-    await job.updateProgress(Math.round((Math.min(i + chunk, groups.length) / groups.length) * 100));
-  }
+  for (let i = 0; i < groups.length; i += chunk) await enqueueRecalcGroups(ctx.queues, runId, groups.slice(i, i + chunk), parent);
   return { partners: partners.length, groups: groups.length };
+}
+
+/**
+ * A group of a run finished (completed, or failed after its last attempt): the run's progress
+ * becomes the share of its groups that have finished, below 100 while any is open (the run writes
+ * 100 itself when it completes). Best effort: progress is for people watching the dashboard.
+ */
+export async function reportGroupFinished(ctx: Pick<AppContext, 'queues'>, job: Pick<Job, 'name' | 'parent'>): Promise<void> {
+  if (creditJobKind(job.name) !== 'recalculatePartners' || !job.parent?.id) return;
+  const run = await ctx.queues.credit.getJob(job.parent.id);
+  if (!run) return;
+  const c = await run.getDependenciesCount({ processed: true, unprocessed: true, ignored: true, failed: true });
+  const open = c.unprocessed ?? 0;
+  const finished = (c.processed ?? 0) + (c.ignored ?? 0) + (c.failed ?? 0);
+  if (open === 0 || finished === 0) return;
+  await run.updateProgress(Math.min(99, Math.max(1, Math.floor((finished / (finished + open)) * 100))));
 }
 
 async function recalculateGroup(ctx: AppContext, job: CreditJobRun, data: RecalcGroupJob): Promise<{ partners: number; isolated: string[] }> {

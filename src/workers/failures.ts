@@ -16,8 +16,10 @@ export type FailureKind = { kind: 'permanent'; code: string; message: string } |
 
 /**
  * The one place that decides retry or not. Domain refusals and permanent infrastructure errors fail
- * the job at once (their code kept); everything else (serialization failures, deadlocks, lost
- * connections, SMTP 4xx, unknown errors) is transient and retried with backoff.
+ * the job at once (their code kept); everything else is transient and retried with backoff:
+ * serialization failures, deadlocks, SMTP 4xx, unknown errors, and every state in which Postgres
+ * cannot write now (`isDatabaseUnavailable`: unreachable, shutting down, out of resources, a
+ * read-only transaction of class 25 after a failover).
  */
 export function classify(err: unknown): FailureKind {
   if (err instanceof DomainError || err instanceof PermanentError) return { kind: 'permanent', code: err.code, message: err.message };
@@ -28,9 +30,16 @@ export function classify(err: unknown): FailureKind {
   return { kind: 'transient' };
 }
 
-/** The error BullMQ sees for a permanent failure: fails the job at once, message `CODE: message`. */
+/**
+ * The error BullMQ sees for a permanent failure: fails the job at once, message `CODE: message`.
+ * It has no stack: BullMQ keeps `err.stack` of every failed attempt, and the dashboard would show
+ * our source paths under a refusal that is the caller's business, once per attempt. With none it
+ * shows the reason alone (the failedReason), once.
+ */
 export function toUnrecoverable(f: { code: string; message: string }): UnrecoverableError {
-  return new UnrecoverableError(formatFailure(f));
+  const err = new UnrecoverableError(formatFailure(f));
+  err.stack = '';
+  return err;
 }
 
 /** Whether BullMQ fails the job at once for this error, whatever attempts are left. */

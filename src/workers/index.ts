@@ -1,13 +1,15 @@
 import { Worker, type Job, type Processor } from 'bullmq';
+import { Cluster } from 'ioredis';
 import type { AppContext } from '../context.js';
 import { createTransport } from '../mail/transport.js';
 import { QUEUES, workerConnection, type QueueName } from '../jobs/queues.js';
 import { parsePayload } from '../jobs/contracts.js';
 import { markCommandFailed, processCommandJob } from './commands.js';
 import { wakeNextAfter } from './command-order.js';
-import { processCreditJob } from './credit-jobs.js';
+import { processCreditJob, reportGroupFinished } from './credit-jobs.js';
 import { isUnrecoverable } from './failures.js';
 import { InlineMail } from './inline-mail.js';
+import { processLifecycleSweep } from './lifecycle.js';
 import { failMailFinally, outboxLoader, processMailJob, sentMarker } from './mail.js';
 import { failPairFinally, pairBatcher, processPairJob, splitPairRange } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
@@ -59,12 +61,17 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
     [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
     [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, { type: job.name, batcher: pairs, mail: inlineMail, retaken: job.attemptsStarted > 1 || job.stalledCounter > 0 }),
     [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows, sentRows, job.attemptsMade),
-    [QUEUES.credit]: (job) => processCreditJob(ctx, job),
+    [QUEUES.credit]: (job, token) => processCreditJob(ctx, job, token),
+    [QUEUES.lifecycle]: (job) => processLifecycleSweep(ctx, job.data),
   };
+  // On a Redis Cluster each worker gets a Cluster client, which BullMQ does not close: we do.
+  const clusterClients: Cluster[] = [];
   const workers = (Object.entries(processors) as [QueueName, Processor][]).map(([name, processor]) => {
+    const connection = workerConnection({ url: ctx.config.redisUrl, cluster: ctx.queues.cluster });
+    if (connection instanceof Cluster) clusterClients.push(connection);
     const w = new Worker(name, processor, {
-      connection: workerConnection(ctx.config.redisUrl),
-      prefix: ctx.queues.prefix,
+      connection,
+      prefix: ctx.queues.prefixOf(name),
       concurrency: name === QUEUES.pairs || name === QUEUES.mail ? Math.max(ctx.config.workerConcurrency, ctx.config.pairBatchSize) : ctx.config.workerConcurrency,
       lockDuration: ctx.config.jobLockMs,
       stalledInterval: ctx.config.jobLockMs,
@@ -72,6 +79,11 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
     });
     w.on('error', (err) => ctx.logger.warn({ err, queue: name }, 'worker connection error'));
     w.on('completed', (job) => hooks.onJob?.(name, job, 'completed', true));
+    if (name === QUEUES.credit) {
+      const report = (job: Job) => reportGroupFinished(ctx, job).catch((err: unknown) => ctx.logger.debug({ err }, 'run progress not updated'));
+      w.on('completed', (job) => void report(job));
+      w.on('failed', (job, err) => { if (job && isFinalFailure(job, err)) void report(job); });
+    }
     w.on('failed', (job, err) => {
       if (!job) return;
       const final = isFinalFailure(job, err);
@@ -112,6 +124,7 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
       }
       transport.close();
       inlineTransport.close();
+      for (const c of clusterClients) c.disconnect();
     },
   };
 }

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
-import { UnrecoverableError } from 'bullmq';
 import type { Transporter } from 'nodemailer';
 import type { AppContext } from '../context.js';
 import { composeMime, mailbox } from '../mail/mime.js';
-import { renderAccessRequest, renderTeamEmail, type RenderedMail } from '../mail/templates.js';
-import { failPending, loadOutbox, markSent, recordSendFailure, type OutboxRow } from '../db/outbox-store.js';
+import { renderAccessRequest, renderAccessRequests, renderTeamEmail, type RenderedMail } from '../mail/templates.js';
+import { failPending, loadOutbox, markSent, recordSendFailure, REQUEST_EMAIL_KIND, type OutboxRow } from '../db/outbox-store.js';
+import { grantLinkUrl } from '../lib/grant-link.js';
 import { classify, payloadOf, PermanentError, toUnrecoverable } from './failures.js';
 import { Batcher } from '../lib/batcher.js';
+import { isLifecycleKind, renderLifecycleRow } from './lifecycle-mail.js';
 
 /** A deterministic Message-ID per notification key: a resend after a crash is recognisably the same message. */
 export function messageIdFor(key: string, from: string): string {
@@ -27,22 +28,53 @@ export const outboxLoader = (ctx: Pick<AppContext, 'orm'>, max: number) => new B
   return ids.map((id) => byId.get(id));
 }, max);
 
-function render(ctx: Pick<AppContext, 'config'>, row: OutboxRow): { to: string; mail: RenderedMail } {
+/** An email ready to compose: its recipient, its Reply-To (if any) and its content. */
+interface Addressed { to: string; replyTo?: string | null; mail: RenderedMail }
+
+/** `Name (email)` when the employee has a name, else the email. */
+const employeeLabel = (row: OutboxRow, email: string) => {
+  const name = row.employee_names?.[email];
+  return name ? `${name} (${email})` : email;
+};
+
+/**
+ * An access request goes only to the client's contact as the platform knows it, in the client's
+ * locale, with Reply-To the asking partner's notifyEmail. Each pair's link is derived here from the
+ * pair and its request sequence (the token is stored nowhere: not in the outbox, not in a job).
+ */
+function renderRequest(ctx: Pick<AppContext, 'config'>, row: OutboxRow & { partner_name: string }): Addressed {
+  const p = row.payload as { hubId: string; pairs: { email: string; seq: number }[] };
+  if (row.contact_email === null) throw new PermanentError('NO_CLIENT_CONTACT', 'the platform knows no contact of the client of the outbox row');
+  const pairs = p.pairs.map((x) => ({
+    employee: employeeLabel(row, x.email),
+    link: grantLinkUrl(ctx.config.publicUrl, ctx.config.grantLinkSecret, { partnerId: row.partner_id, hubId: p.hubId, email: x.email, seq: x.seq }),
+  }));
+  return {
+    to: row.contact_email,
+    replyTo: row.notify_email,
+    mail: renderAccessRequests({ locale: row.locale ?? 'en', clientName: row.client_name ?? p.hubId, partnerName: row.partner_name, pairs, ttlDays: ctx.config.grantTtlDays }),
+  };
+}
+
+function render(ctx: Pick<AppContext, 'config'>, row: OutboxRow): Addressed {
   if (row.partner_name === null) throw new PermanentError('UNKNOWN_PARTNER', 'partner of the outbox row no longer exists');
+  if (row.kind === REQUEST_EMAIL_KIND) return renderRequest(ctx, { ...row, partner_name: row.partner_name });
+  if (isLifecycleKind(row.kind)) return renderLifecycleRow(ctx, { ...row, partner_name: row.partner_name, kind: row.kind });
   if (row.kind === 'access.pending') {
+    // Written before tokens were derived at render: the row holds its link's token (erased once sent).
     const p = row.payload as { hubId: string; email: string; token: string };
-    if (row.client_name === null || row.contact_email === null) throw new PermanentError('UNKNOWN_CLIENT', 'client of the outbox row no longer exists');
-    const employeeLabel = row.employee_name ? `${row.employee_name} (${p.email})` : p.email;
+    if (row.contact_email === null) throw new PermanentError('NO_CLIENT_CONTACT', 'the platform knows no contact of the client of the outbox row');
     return {
       to: row.contact_email,
-      mail: renderAccessRequest({ locale: row.locale ?? 'en', clientName: row.client_name, partnerName: row.partner_name, employee: employeeLabel, link: `${ctx.config.publicUrl}/v1/grants/${p.token}`, ttlDays: ctx.config.grantTtlDays }),
+      replyTo: row.notify_email,
+      mail: renderAccessRequest({ locale: row.locale ?? 'en', clientName: row.client_name ?? p.hubId, partnerName: row.partner_name, employee: employeeLabel(row, p.email), link: `${ctx.config.publicUrl}/v1/grants/${p.token}`, ttlDays: ctx.config.grantTtlDays }),
     };
   }
   if (row.kind === 'team.email') {
-    const p = row.payload as { to: string; subject: string; body: string };
+    const p = row.payload as { to: string; subject: string; body: string; replyTo?: string };
     const person = row.team?.[p.to];
     if (!person) throw new PermanentError('NOT_FOUND', `the partner has no ${p.to}`);
-    return { to: person.email, mail: renderTeamEmail({ partnerName: row.partner_name, subject: p.subject, body: p.body }) };
+    return { to: person.email, replyTo: p.replyTo ?? row.notify_email, mail: renderTeamEmail({ partnerName: row.partner_name, subject: p.subject, body: p.body }) };
   }
   throw new PermanentError('VALIDATION_FAILED', `unknown outbox kind ${row.kind}`);
 }
@@ -57,10 +89,13 @@ export async function failMailFinally(ctx: Pick<AppContext, 'orm'>, data: unknow
 /** Renders and sends one outbox row; returns its Message-ID. Throws what rendering or SMTP throws (see classify). */
 export async function sendRow(ctx: Pick<AppContext, 'config'>, transport: Transporter, row: OutboxRow): Promise<string> {
   const messageId = messageIdFor(row.notification_key, ctx.config.mailFrom);
-  const { to, mail } = render(ctx, row);
+  const { to, replyTo, mail } = render(ctx, row);
   const raw = composeMime({
     from: ctx.config.mailFrom, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, date: new Date(),
-    headers: { 'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16) },
+    headers: {
+      ...(replyTo ? { 'Reply-To': replyTo } : {}),
+      'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16),
+    },
   });
   // messageId only spares nodemailer generating one for its (unused) root node: the raw message is sent as is.
   await transport.sendMail({ envelope: { from: mailbox(ctx.config.mailFrom).address, to: [mailbox(to).address] }, raw, messageId });
@@ -78,7 +113,7 @@ export async function processMailJob(ctx: AppContext, transport: Transporter, da
   const { outboxId } = payloadOf('mail', data);
   const em = ctx.orm.em.fork();
   const row = await loader.submit(outboxId);
-  if (!row) throw new UnrecoverableError(`NOT_FOUND: outbox row ${outboxId}`);
+  if (!row) throw toUnrecoverable({ code: 'NOT_FOUND', message: `outbox row ${outboxId}` });
   if (row.state === 'sent') return { state: 'sent', replayed: true };
   if (row.state === 'failed' && attemptsMade === 0 && row.error) throw toUnrecoverable(row.error);
   try {

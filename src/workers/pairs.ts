@@ -1,4 +1,3 @@
-import { UnrecoverableError } from 'bullmq';
 import type { AppContext } from '../context.js';
 import type { Em } from '../db/orm.js';
 import { DomainError } from '../domain/errors.js';
@@ -127,7 +126,7 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
   const byRef = new Map(rows.map((r) => [`${r.command_id}#${r.idx}`, r]));
   const results: (PairJobResult | undefined)[] = refs.map((r) => {
     const row = byRef.get(`${r.commandId}#${r.idx}`);
-    if (!row) return { ok: false, error: new UnrecoverableError(`NOT_FOUND: no item ${r.idx} of command ${r.commandId}`) };
+    if (!row) return { ok: false, error: toUnrecoverable({ code: 'NOT_FOUND', message: `no item ${r.idx} of command ${r.commandId}` }) };
     if (row.state === 'completed') return { ok: true, outcome: row.outcome };
     return undefined;
   });
@@ -145,7 +144,7 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
   const inline = opts.mail?.active ? opts.mail : null;
   try {
     applied = await em.transactional(async (tx) => {
-      const outcomes = await applyPairBatch(tx, batch, ctx.config.grantTtlDays, inline ? INLINE_CLAIM_MS : null);
+      const outcomes = await applyPairBatch(tx, batch, ctx.config, inline ? INLINE_CLAIM_MS : null);
       const done = await recordItemResults(tx, batch.flatMap((p, k): ItemResult[] => {
         const o = outcomes[k]!;
         if (!o.ok && opts.defer) return [];

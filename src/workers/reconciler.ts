@@ -1,17 +1,17 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../jobs/queues.js';
 import type { AppContext } from '../context.js';
 import { pairTypes, type CommandType } from '../commands/schemas.js';
 import { openItemsOf, unfinishedCommands } from '../db/command-progress.js';
 import { unsentRows } from '../db/outbox-store.js';
-import { jobIds } from '../jobs/contracts.js';
-import { enqueueCommands, enqueueMail, enqueuePairRanges, enqueuePairs } from '../jobs/enqueue.js';
+import { jobIds, LIFECYCLE_SCHEDULER_ID } from '../jobs/contracts.js';
+import { enqueueCommands, enqueueMail, enqueuePairRanges, enqueuePairs, upsertLifecycleScheduler } from '../jobs/enqueue.js';
 import { failPairFinally, finalizeIfDone, rangeOf } from './pairs.js';
 
 type JobPresence = { state: 'missing' } | { state: 'live' } | { state: 'finished'; failedReason: string | null };
 
 /** Whether each job exists, and if so whether it has finished (one pipelined round trip). */
-async function jobPresence(redis: Redis, queue: Queue, ids: string[]): Promise<Map<string, JobPresence>> {
+async function jobPresence(redis: RedisClient, queue: Queue, ids: string[]): Promise<Map<string, JobPresence>> {
   const unique = [...new Set(ids)];
   if (!unique.length) return new Map();
   const pipeline = redis.pipeline();
@@ -25,7 +25,7 @@ async function jobPresence(redis: Redis, queue: Queue, ids: string[]): Promise<M
 }
 
 /** Which of these job ids have no job in Redis (one pipelined round trip). */
-async function missingJobs(redis: Redis, queue: Queue, ids: string[]): Promise<Set<string>> {
+async function missingJobs(redis: RedisClient, queue: Queue, ids: string[]): Promise<Set<string>> {
   if (!ids.length) return new Set();
   const pipeline = redis.pipeline();
   for (const id of ids) pipeline.exists(queue.toKey(id));
@@ -44,7 +44,7 @@ function byType<T extends { type: string }>(items: readonly T[]): Map<string, T[
   return m;
 }
 
-export interface ReconcileReport { commands: number; pairs: number; mail: number }
+export interface ReconcileReport { commands: number; pairs: number; mail: number; schedulers: number }
 
 /**
  * Re-enqueues every accepted, unfinished command (and open pair, and unsent email) whose job Redis
@@ -64,7 +64,8 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
   const openCommands = new Set(items.map((i) => i.command_id));
   for (const id of fannedOut) if (!openCommands.has(id)) await finalizeIfDone(ctx, id);
   const q = ctx.queues;
-  const missC = await missingJobs(q.connection, q.commands, whole.map((c) => jobIds.command(c.id)));
+  // Job ids carry the acceptance (seq): a job left by an acceptance that was taken back never counts.
+  const missC = await missingJobs(q.connection, q.commands, whole.map((c) => jobIds.command(c.id, c.seq)));
   // An open pair is covered while its own job or its range job is waiting, active or delayed. A
   // pair whose own job failed without settling it is failed now; one whose range job finished
   // without settling it (a failed hand-over, an old worker) gets its own job; a pair with neither
@@ -89,14 +90,17 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
     }
   }
   const missM = await missingJobs(q.connection, q.mail, outbox.map((id) => jobIds.mail(id)));
-  const addC = whole.filter((c) => missC.has(jobIds.command(c.id)));
+  const addC = whole.filter((c) => missC.has(jobIds.command(c.id, c.seq)));
   const addM = outbox.filter((id) => missM.has(jobIds.mail(id)));
   await enqueueCommands(q, addC);
   for (const [type, ranges] of byType([...addR.values()])) await enqueuePairRanges(q, type, ranges.map((i) => ({ commandId: i.command_id, from: i.from, to: i.to })));
   for (const [type, alone] of byType(addAlone)) await enqueuePairs(q, type, alone.map((i) => ({ commandId: i.command_id, idx: i.idx })));
   await enqueueMail(q, addM);
-  const report = { commands: addC.length, pairs: addR.size + addAlone.length, mail: addM.length };
-  if (report.commands + report.pairs + report.mail > 0) ctx.logger.warn(report, 'reconciler re-enqueued lost jobs');
+  // The lifecycle sweep's job scheduler: a Redis flush loses it (what it works on is in Postgres).
+  const schedulers = (await q.lifecycle.getJobScheduler(LIFECYCLE_SCHEDULER_ID)) ? 0 : 1;
+  if (schedulers) await upsertLifecycleScheduler(ctx);
+  const report = { commands: addC.length, pairs: addR.size + addAlone.length, mail: addM.length, schedulers };
+  if (report.commands + report.pairs + report.mail + report.schedulers > 0) ctx.logger.warn(report, 'reconciler re-enqueued lost jobs');
   return report;
 }
 

@@ -11,6 +11,9 @@ export const fullExamples: { [K in CommandType]: Record<string, unknown> & { typ
     name: 'Acme Partners',
     emailDomains: ['acme.test'],
     team: { channelAccountManager: { name: 'Cam Manager', email: 'cam@hub.test' }, channelConsultant: { name: 'Cora Consultant', email: 'cora@hub.test' } },
+    notifyEmail: 'desk@acme.test',
+    locale: 'sv',
+    accessRequests: 'email',
   },
   'employee.tag': { type: 'employee.tag', email: 'ann@acme.test', name: 'Ann Agent' },
   'employee.untag': { type: 'employee.untag', email: 'ann@acme.test' },
@@ -37,13 +40,13 @@ export const fullExamples: { [K in CommandType]: Record<string, unknown> & { typ
     platformEngagementScore: 72,
   },
   'client.terminate': { type: 'client.terminate', hubId: 'c-1' },
-  'access.assign': { type: 'access.assign', clientHubIds: ['c-1'], employeeEmails: ['ann@acme.test'] },
+  'access.assign': { type: 'access.assign', clientHubIds: ['c-1'], employeeEmails: ['ann@acme.test'], accessUntil: '2099-01-31' },
   'access.grant': { type: 'access.grant', clientHubId: 'c-1', employeeEmail: 'ann@acme.test' },
   'access.revoke': { type: 'access.revoke', clientHubIds: ['c-1'], employeeEmails: ['ann@acme.test'] },
   'sale.record': { type: 'sale.record', saleId: 's-1', clientHubId: 'c-1', closedOn: '2026-03-15', mrr: 500 },
   'client.churn': { type: 'client.churn', clientHubId: 'c-1', on: '2026-06-01' },
   'credit.recalculate': { type: 'credit.recalculate', month: '2026-03' },
-  'team.email': { type: 'team.email', to: 'channelAccountManager', subject: 'Renewal of Client One', body: 'Hello,\r\nplease call me.\n\nAnn' },
+  'team.email': { type: 'team.email', to: 'channelAccountManager', subject: 'Renewal of Client One', body: 'Hello,\r\nplease call me.\n\nAnn', replyTo: 'ann@acme.test' },
 };
 
 /** The envelope every command may carry besides its own fields. */

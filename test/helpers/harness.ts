@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../../config/index.js';
 import { startApp, type RunningApp } from '../../src/app.js';
 import { dropDatabase, openOrm, type Orm } from '../../src/db/orm.js';
 import { startSmtp, type TestSmtp } from './smtp.js';
+import { jobIds } from '../../src/jobs/contracts.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 export const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
@@ -46,6 +47,7 @@ export function testEnv(smtpUrl: string, overrides: Record<string, string> = {})
     HOST: '127.0.0.1',
     PUBLIC_URL: 'http://grants.test',
     API_TOKENS: JSON.stringify(apiTokens),
+    GRANT_LINK_SECRET: 'test-grant-link-secret-0123456789',
     LOG_LEVEL: 'silent',
     RECONCILE_INTERVAL_MS: '300',
     RECONCILE_GRACE_MS: '1000',
@@ -174,6 +176,12 @@ export async function startService(overrides: Record<string, string> = {}, opts:
       await dropDatabase(config.databaseUrl);
     },
   };
+}
+
+/** The `commands` job of a command's current acceptance (its id carries the row's `seq`), or undefined. */
+export async function commandJobOf(svc: TestService, commandId: string) {
+  const [row] = await svc.sql<{ seq: string }>('select seq::text as seq from command where id = ?', [commandId]);
+  return row ? svc.app.ctx.queues.commands.getJob(jobIds.command(commandId, row.seq)) : undefined;
 }
 
 /** A service in a child process (`npm start`'s entry point), for crash and restart tests. */

@@ -59,7 +59,7 @@ describe('the partner access flow', () => {
 
   /** The outbox rows of the clients whose hubId starts with this test's prefix. */
   const outboxOf = (prefix: string) =>
-    svc.sql<{ id: string; partner_id: string; state: string; payload: { hubId: string; email: string; token: string } }>(
+    svc.sql<{ id: string; partner_id: string; state: string; payload: { hubId: string } }>(
       `select id, partner_id, state, payload from outbox where payload->>'hubId' like ? order by id`, [`${prefix}-%`]);
 
   /**
@@ -77,6 +77,15 @@ describe('the partner access flow', () => {
 
   const linkIn = (mail: CapturedMail): string => {
     const path = /http:\/\/grants\.test(\/v1\/grants\/[A-Za-z0-9_-]+)/.exec(mail.text)?.[1];
+    expect(path).toBeDefined();
+    return path!;
+  };
+  /** Every grant link of an email (one per employee it names). */
+  const linksIn = (mail: CapturedMail): string[] => [...mail.text.matchAll(/http:\/\/grants\.test(\/v1\/grants\/[A-Za-z0-9_-]+)/g)].map((m) => m[1]!);
+  /** The link of one employee in an email that names several (its line: `- employee: link`). */
+  const linkFor = (mail: CapturedMail, email: string): string => {
+    const line = mail.text.split('\n').find((l) => l.includes(email));
+    const path = line ? /http:\/\/grants\.test(\/v1\/grants\/[A-Za-z0-9_-]+)/.exec(line)?.[1] : undefined;
     expect(path).toBeDefined();
     return path!;
   };
@@ -261,7 +270,7 @@ describe('the partner access flow', () => {
       }
     });
 
-    it('when three employees are assigned to one client, then the client contact gets one email per employee', async () => {
+    it('when three employees are assigned to one client, then the client contact gets one email naming each of them with a link of its own', async () => {
       const p = 'bulk2';
       const emails = ['ann.bulk2@agency.test', 'bob.bulk2@agency.test', 'cid.bulk2@agency.test'];
       await setup('p-100', { clients: [`${p}-c1`], employees: emails });
@@ -269,10 +278,11 @@ describe('the partner access flow', () => {
       const st = await assign('p-100', [`${p}-c1`], emails);
       expect(st.state).toBe('completed');
       expect(st.items).toEqual(emails.map((e) => ({ clientHubId: `${p}-c1`, employeeEmail: e, state: 'completed', outcome: 'pending' })));
-      const mails = await settledMails(p, 3);
-      expect(mails).toHaveLength(3);
-      for (const e of emails) expect(mails.filter((m) => m.text.includes(e))).toHaveLength(1);
-      expect(new Set(mails.map(linkIn)).size).toBe(3);
+      const mails = await settledMails(p, 1);
+      expect(mails).toHaveLength(1);
+      for (const e of emails) expect(mails[0]!.text).toContain(e);
+      expect(new Set(emails.map((e) => linkFor(mails[0]!, e))).size).toBe(3);
+      expect(linksIn(mails[0]!)).toHaveLength(3);
     });
 
     it('when a bulk assign mixes new, already pending and portal-user pairs, then only the newly pending pairs get an email', async () => {
@@ -483,7 +493,7 @@ describe('the partner access flow', () => {
       expect(await liveAccess(p)).toEqual([]);
     });
 
-    it('when access.grant is applied to a pending pair, then it is active and the email joins the portal users, so a re-assign after a revoke is active without email', async () => {
+    it('when access.grant is applied to a pending pair, then it is active as a membership of that pair only (not a portal user), so a re-assign after a revoke asks the client again', async () => {
       const p = 'grantcmd';
       const [hub, ann] = [`${p}-c1`, 'ann.grantcmd@agency.test'];
       await setup('p-100', { clients: [hub], employees: [ann] });
@@ -494,14 +504,14 @@ describe('the partner access flow', () => {
       expect(granted.state).toBe('completed');
       expect(granted.result).toMatchObject({ outcome: 'active' });
       expect((await clientsOf('p-100', p))[0]).toMatchObject({ managed: true, employees: [{ email: ann, access: 'active' }] });
-      expect(await svc.sql('select email from portal_user where hub_id = ?', [hub])).toEqual([{ email: ann }]);
+      expect(await svc.sql('select email from portal_user where hub_id = ?', [hub])).toEqual([]);
       expect((await grantPage(linkIn(mail!))).status).toBe(410); // granted another way: the link is spent
 
       expect((await revoke('p-100', [hub], [ann])).items[0].outcome).toBe('revoked');
       const again = await assign('p-100', [hub], [ann]);
-      expect(again.items).toEqual([{ clientHubId: hub, employeeEmail: ann, state: 'completed', outcome: 'active' }]);
-      expect(await outboxOf(p)).toHaveLength(1);
-      expect(await settledMails(p, 1)).toHaveLength(1);
+      expect(again.items).toEqual([{ clientHubId: hub, employeeEmail: ann, state: 'completed', outcome: 'pending' }]);
+      expect(await outboxOf(p)).toHaveLength(2);
+      expect(await settledMails(p, 2)).toHaveLength(2);
     });
   });
 
@@ -634,7 +644,9 @@ describe('the partner access flow', () => {
       expect(post1.status).toBe(200);
       expect(await liveAccess('gl1')).toEqual([{ partner_id: 'p-100', hub_id: hub, email: ann, state: 'active' }]);
       expect((await clientsOf('p-100', 'gl1'))[0]).toMatchObject({ managed: true, employees: [{ email: ann, access: 'active' }] });
-      expect(await svc.sql('select email from portal_user where hub_id = ?', [hub])).toEqual([{ email: ann }]);
+      // the grant's membership is the pair itself (granted_at), not a platform portal user
+      expect(await svc.sql('select email from portal_user where hub_id = ?', [hub])).toEqual([]);
+      expect(await svc.sql('select granted_at is not null as granted from access where hub_id = ? and email = ?', [hub, ann])).toEqual([{ granted: true }]);
     });
 
     it('when a used link is posted or opened again, then it answers 410', async () => {
@@ -678,11 +690,12 @@ describe('the partner access flow', () => {
       const emails = ['ann.gl5@agency.test', 'bob.gl5@agency.test'];
       await setup('p-100', { clients: hubs, employees: emails });
       expect((await assign('p-100', hubs, emails)).items.map((i: any) => i.outcome)).toEqual(['pending', 'pending', 'pending', 'pending']);
-      await settledMails(p, 4);
+      await settledMails(p, 2); // one email per client, each naming both employees
       const mail = mailsTo(contactOf(hubs[1]!)).find((m) => m.text.includes(emails[0]!));
       expect(mail).toBeDefined();
+      const granted = linkFor(mail!, emails[0]!);
 
-      expect((await grantPost(linkIn(mail!))).status).toBe(200);
+      expect((await grantPost(granted)).status).toBe(200);
       expect(await liveAccess(p)).toEqual([
         { partner_id: 'p-100', hub_id: hubs[0], email: emails[0], state: 'pending' },
         { partner_id: 'p-100', hub_id: hubs[0], email: emails[1], state: 'pending' },
@@ -690,7 +703,9 @@ describe('the partner access flow', () => {
         { partner_id: 'p-100', hub_id: hubs[1], email: emails[1], state: 'pending' },
       ]);
       // the other links still work
-      for (const m of svc.smtp.messages.filter((x) => x.to.includes(`boss.${p}-`) && x !== mail)) expect((await grantPage(linkIn(m))).status).toBe(200);
+      const others = svc.smtp.messages.filter((x) => x.to.includes(`boss.${p}-`)).flatMap(linksIn).filter((l) => l !== granted);
+      expect(others).toHaveLength(3);
+      for (const l of others) expect((await grantPage(l)).status).toBe(200);
     });
   });
 });

@@ -232,26 +232,28 @@ describe('credit and tier', () => {
    * partner record per client).
    */
   async function setUpDashboardPartner(partnerId: string, employee: string) {
+    // Clients of its own: a hubId is one client record shared by every partner listing it (and its MRR split among those that manage it).
+    const h = (name: string) => `${partnerId}-${name}`;
     await applyOk(partnerId, { type: 'partner.upsert', name: 'Dash Partner', team: dashTeam });
     const clients: Record<string, unknown>[] = [
       // today is 2026-03-15; RENEWAL_ALERT_DAYS = 90 → the window is 2026-03-15..2026-06-13
-      { hubId: 'r1', mrr: 1234.5, renewalDate: '2026-03-15', portalUserEmails: [employee] }, // today: counts
-      { hubId: 'r2', mrr: 10, renewalDate: '2026-06-13' }, // the 90th day: counts
-      { hubId: 'r3', mrr: 10, renewalDate: '2026-06-14' }, // one day too late
-      { hubId: 'r4', mrr: 10, renewalDate: '2026-03-14' }, // yesterday
-      { hubId: 'r5', mrr: 10, renewalDate: '2026-04-01' }, // terminated below
-      { hubId: 'r6', mrr: 10 }, // no renewal date
+      { hubId: h('r1'), mrr: 1234.5, renewalDate: '2026-03-15', portalUserEmails: [employee] }, // today: counts
+      { hubId: h('r2'), mrr: 10, renewalDate: '2026-06-13' }, // the 90th day: counts
+      { hubId: h('r3'), mrr: 10, renewalDate: '2026-06-14' }, // one day too late
+      { hubId: h('r4'), mrr: 10, renewalDate: '2026-03-14' }, // yesterday
+      { hubId: h('r5'), mrr: 10, renewalDate: '2026-04-01' }, // terminated below
+      { hubId: h('r6'), mrr: 10 }, // no renewal date
     ];
     for (const c of clients) await applyOk(partnerId, { type: 'client.upsert', name: `Client ${c.hubId}`, contactEmail: `boss@${c.hubId}.test`, ...c });
-    await applyOk(partnerId, { type: 'client.terminate', hubId: 'r5' });
+    await applyOk(partnerId, { type: 'client.terminate', hubId: h('r5') });
     await applyOk(partnerId, { type: 'employee.tag', email: employee, name: 'Ann' });
-    const assigned = await applyOk(partnerId, { type: 'access.assign', clientHubIds: ['r1'], employeeEmails: [employee] });
+    const assigned = await applyOk(partnerId, { type: 'access.assign', clientHubIds: [h('r1')], employeeEmails: [employee] });
 
     const statuses = await applyAll(partnerId, [
-      { type: 'sale.record', saleId: 'd-s0', clientHubId: 'r1', closedOn: '2025-03-01', mrr: 1000 }, // aged out in 2026-03
-      { type: 'sale.record', saleId: 'd-s1', clientHubId: 'r1', closedOn: '2025-04-01', mrr: 3000 }, // live until 2026-03 inclusive
-      { type: 'sale.record', saleId: 'd-s2', clientHubId: 'r2', closedOn: '2026-03-02', mrr: 2000 }, // this month
-      { type: 'sale.record', saleId: 'd-s3', clientHubId: 'r2', closedOn: '2026-04-10', mrr: 16000 }, // after "now": not counted
+      { type: 'sale.record', saleId: 'd-s0', clientHubId: h('r1'), closedOn: '2025-03-01', mrr: 1000 }, // aged out in 2026-03
+      { type: 'sale.record', saleId: 'd-s1', clientHubId: h('r1'), closedOn: '2025-04-01', mrr: 3000 }, // live until 2026-03 inclusive
+      { type: 'sale.record', saleId: 'd-s2', clientHubId: h('r2'), closedOn: '2026-03-02', mrr: 2000 }, // this month
+      { type: 'sale.record', saleId: 'd-s3', clientHubId: h('r2'), closedOn: '2026-04-10', mrr: 16000 }, // after "now": not counted
     ], 'batch');
 
     const recalc = await applyOk(partnerId, { type: 'credit.recalculate' });
@@ -261,17 +263,18 @@ describe('credit and tier', () => {
   it('when credit.recalculate ran, then the dashboard shows the current month\'s sold credit, its tier, managed MRR, upcoming renewals and the team', async () => {
     const team = dashTeam;
     const { assigned, statuses, recalc } = await setUpDashboardPartner('cr-dash', 'ann@dash.test');
-    expect(assigned.items).toEqual([{ clientHubId: 'r1', employeeEmail: 'ann@dash.test', state: 'completed', outcome: 'active' }]);
+    expect(assigned.items).toEqual([{ clientHubId: 'cr-dash-r1', employeeEmail: 'ann@dash.test', state: 'completed', outcome: 'active' }]);
     expect(statuses.map((s) => s.state)).toEqual(['completed', 'completed', 'completed', 'completed']);
     expect(recalc.result).toMatchObject({ managedMrr: 1234.5, soldTierCredit: 5000, tier: { current: 'Gold', next: 'Platinum' }, upcomingRenewals: 2, month: '2026-03' });
 
     const dash = await dashboard('cr-dash');
     expect(dash).toEqual({
-      alerts: { upcomingRenewals: 2 },
+      alerts: { upcomingRenewals: 2, pendingRequests: 0 },
       managedMrr: 1234.5,
       soldTierCredit: 5000,
-      tier: { current: 'Gold', next: 'Platinum' },
+      tier: { current: 'Gold', next: 'Platinum', creditToNext: tierOf('Platinum').minCredit - 5000 },
       team,
+      partner: { name: 'Dash Partner', locale: 'en' },
       calculatedAt: expect.any(String),
     });
     expect(Number.isNaN(Date.parse(dash.calculatedAt))).toBe(false);
@@ -292,7 +295,7 @@ describe('credit and tier', () => {
     const P = 'cr-dash-up';
     await setUpDashboardPartner(P, 'ann@dash-up.test');
     const before = await dashboard(P);
-    await applyOk(P, { type: 'sale.record', saleId: 'd-s4', clientHubId: 'r3', closedOn: '2026-03-05', mrr: tierOf('Platinum').minCredit - 5000 });
+    await applyOk(P, { type: 'sale.record', saleId: 'd-s4', clientHubId: `${P}-r3`, closedOn: '2026-03-05', mrr: tierOf('Platinum').minCredit - 5000 });
     await applyOk(P, { type: 'credit.recalculate' });
     const after = await dashboard(P);
     expect(after).toMatchObject({ soldTierCredit: 20000, tier: { current: 'Platinum', next: 'Diamond' }, managedMrr: 1234.5, alerts: { upcomingRenewals: 2 } });

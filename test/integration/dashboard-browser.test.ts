@@ -91,6 +91,17 @@ describe('the queue dashboard', () => {
     expect(text).toContain(failedJobId);
     expect(text).toContain('access.assign');
     expect(text).toContain('EMAIL_LINKED_TO_OTHER_PARTNER: Their email address is already linked to another partner record for this client.');
+    // The refusal reads as its code and message, once, without a stack trace or source paths.
+    expect(text.split('EMAIL_LINKED_TO_OTHER_PARTNER: ').length - 1).toBe(1);
+    expect(text).not.toMatch(/^\s*at\s/m);
+    expect(text).not.toMatch(/UnrecoverableError|\.ts:\d+|node_modules/);
+    // The job links to its command's status.
+    const link = page.locator(`a[href="/v1/commands/${rivalId}"]`);
+    expect(await link.count()).toBe(1);
+    expect((await link.innerText()).trim()).toBe(`command ${rivalId}`);
+    // The queue has a name for people and says what its jobs are.
+    expect(text).toContain('Access pairs');
+    expect(text).toContain('a refused pair fails on a job of its own with its code');
     // Neither the employee's email nor the other partner's identity is on the page.
     expect(text).not.toContain('ann@acme.test');
     expect(text).not.toMatch(EMAIL);
@@ -110,7 +121,7 @@ describe('the queue dashboard', () => {
     for (const [queue, status] of [['pairs', 'failed'], ['pairs', 'completed'], ['commands', 'completed'], ['mail', 'completed']] as const) {
       const r = await board(`/api/queues?activeQueue=${queue}&status=${status}&page=1`, { authorization });
       expect(r.status).toBe(200);
-      const body = (await r.json()) as { queues: { name: string; counts: Record<string, number>; jobs: { id: string; name: string; data: Record<string, unknown>; failedReason?: string }[] }[] };
+      const body = (await r.json()) as { queues: { name: string; displayName?: string; description?: string; counts: Record<string, number>; jobs: { id: string; name: string; data: Record<string, unknown>; failedReason?: string; stacktrace: string[]; externalUrl?: { href: string } }[] }[] };
       const q = body.queues.find((x) => x.name === queue)!;
       expect(q.jobs.length).toBeGreaterThan(0);
       for (const job of q.jobs) {
@@ -129,7 +140,14 @@ describe('the queue dashboard', () => {
         expect(q.jobs.map((j) => j.id)).toEqual([failedJobId]);
         expect(q.jobs[0]!.data).toEqual({ commandId: rivalId, idx: 0 });
         expect(q.jobs[0]!.failedReason).toBe('EMAIL_LINKED_TO_OTHER_PARTNER: Their email address is already linked to another partner record for this client.');
+        expect(q.jobs[0]!.stacktrace).toEqual([]);
       }
+      // Every job of a command links to the command's status; an email job belongs to no command.
+      for (const job of q.jobs) {
+        expect(job.externalUrl).toEqual(queue === 'mail' ? undefined : { href: `/v1/commands/${encodeURIComponent(String(job.data.commandId))}`, displayText: `command ${String(job.data.commandId)}` });
+      }
+      expect(q.displayName).toBe({ pairs: 'Access pairs', commands: 'Commands', mail: 'Emails' }[queue]);
+      expect(q.description!.length).toBeGreaterThan(20);
     }
     expect(seen).toContain(failedJobId);
   });
@@ -144,6 +162,8 @@ describe('the queue dashboard', () => {
       return (await job?.getState()) === 'failed' && (job?.attemptsMade ?? 0) >= 2;
     }, { what: 'the early retry to fail again' });
     expect((await api.get(`/v1/commands/${rivalId}`, TOKENS.other)).body).toMatchObject({ state: 'failed', error: { code: 'EMAIL_LINKED_TO_OTHER_PARTNER' } });
+    // The second refusal adds no stack trace either: the reason is there once, not once per attempt.
+    expect((await svc.app.ctx.queues.pairs.getJob(failedJobId))!.stacktrace).toEqual([]);
 
     const revoked = await api.apply('p-100', { type: 'access.revoke', clientHubIds: ['c-1'], employeeEmails: ['ann@acme.test'] }, TOKENS.crm);
     expect(revoked.items).toEqual([{ clientHubId: 'c-1', employeeEmail: 'ann@acme.test', state: 'completed', outcome: 'revoked' }]);

@@ -17,6 +17,7 @@ const TABLES: Record<string, string> = {
   partner: 'id',
   employee: 'partner_id, email',
   client: 'partner_id, hub_id',
+  client_account: 'hub_id',
   portal_user: 'hub_id, email',
   access: 'partner_id, hub_id, email',
   grant_token: 'token_hash',
@@ -135,7 +136,9 @@ describe('an idempotent worker', () => {
         portalUserEmails: ['Portal.User@up.test'], companyInfo: { domain: 'up.test', employees: 12 }, platformEngagementScore: 70,
       },
       check: (s) => {
-        expect(s.client!.find((c) => c.hub_id === 'up-c1')).toMatchObject({ name: 'Upsert Client', locale: 'de', status: 'active', products: ['crm'], info: { companyInfo: { domain: 'up.test', employees: 12 }, platformEngagementScore: 70 } });
+        // the partner's list entry holds the relationship, the client's one shared record the platform's facts
+        expect(s.client!.find((c) => c.hub_id === 'up-c1')).toMatchObject({ name: 'Upsert Client', status: 'active' });
+        expect(s.client_account!.find((c) => c.hub_id === 'up-c1')).toMatchObject({ locale: 'de', products: ['crm'], info: { companyInfo: { domain: 'up.test', employees: 12 }, platformEngagementScore: 70 } });
         expect(s.portal_user!.filter((p) => p.hub_id === 'up-c1')).toEqual([{ hub_id: 'up-c1', email: 'portal.user@up.test' }]);
       },
     },
@@ -162,7 +165,9 @@ describe('an idempotent worker', () => {
       command: { type: 'access.grant', clientHubId: 'grant-c1', employeeEmail: 'grant.emp@agency.test' },
       check: (s) => {
         expect(s.access!.filter((a) => a.hub_id === 'grant-c1').map((a) => a.state)).toEqual(['active']);
-        expect(s.portal_user!.filter((p) => p.hub_id === 'grant-c1')).toEqual([{ hub_id: 'grant-c1', email: 'grant.emp@agency.test' }]);
+        // the grant's membership is the pair (granted_at), not a platform portal user
+        expect(s.access!.filter((a) => a.hub_id === 'grant-c1').map((a) => a.granted_at !== null)).toEqual([true]);
+        expect(s.portal_user!.filter((p) => p.hub_id === 'grant-c1')).toEqual([]);
       },
     },
     {

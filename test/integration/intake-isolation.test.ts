@@ -7,9 +7,8 @@
 import { acceptGroup, commandIntake, type Accepted, type IntakeRequest } from '../../src/commands/log.js';
 import type { Command } from '../../src/commands/schemas.js';
 import { openOrm } from '../../src/db/orm.js';
-import { jobIds } from '../../src/jobs/contracts.js';
 import { errorReply } from '../../src/producers/errors.js';
-import { startService, TOKENS, type TestService } from '../helpers/harness.js';
+import { commandJobOf, startService, TOKENS, type TestService } from '../helpers/harness.js';
 
 const P1 = 'p-100';
 
@@ -31,7 +30,7 @@ describe('intake isolation', () => {
   const logged = async (ids: string[]) =>
     (await svc.sql<{ id: string }>('select id from command where id in (select jsonb_array_elements_text(?::jsonb)) order by id', [JSON.stringify(ids)])).map((r) => r.id);
   const enqueued = async (ids: string[]) => {
-    const jobs = await Promise.all(ids.map((id) => svc.app.ctx.queues.commands.getJob(jobIds.command(id))));
+    const jobs = await Promise.all(ids.map((id) => commandJobOf(svc, id)));
     return jobs.filter((j) => j !== undefined).length;
   };
 

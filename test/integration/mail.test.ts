@@ -3,6 +3,7 @@ import type { CapturedMail } from '../helpers/smtp.js';
 import { messageIdFor } from '../../src/workers/mail.js';
 import { reconcileOnce } from '../../src/workers/reconciler.js';
 import { jobIds } from '../../src/jobs/contracts.js';
+import { grantToken } from '../../src/lib/grant-link.js';
 
 /**
  * Email delivery through the outbox (contract §1, §6): retry on SMTP 4xx with backoff, no retry on
@@ -20,7 +21,7 @@ interface OutboxRow {
   attempts: number;
   error: { code: string; message: string } | null;
   message_id: string | null;
-  payload: { hubId: string; email: string; token: string };
+  payload: { hubId: string; partnerId?: string; pairs?: { email: string; seq: number }[] };
   created_at: Date;
   sent_at: Date | null;
 }
@@ -160,7 +161,8 @@ describe('email delivery', () => {
     const hub = 'mmid';
     const { commandId, email } = await requestAccess(hub);
     const row = await waitOutbox(hub, 'sent');
-    expect(row.notification_key).toBe(`access.pending:${commandId}:${hub}:${email}`);
+    expect(row.notification_key).toBe(`access.request:${commandId}:${hub}:0`); // once per command and client (its first pair's item)
+    expect(row.payload).toEqual({ partnerId: 'p-100', hubId: hub, pairs: [{ email, seq: 1 }] });
     const expected = messageIdFor(row.notification_key, svc.config.mailFrom);
     expect(expected).toMatch(/^<[0-9a-f]{32}@partner-access\.local>$/);
     expect(messageIdFor(row.notification_key, svc.config.mailFrom)).toBe(expected); // the same key, the same id
@@ -196,7 +198,9 @@ describe('email delivery', () => {
     const mails = mailsTo(contactOf(hub));
     expect(mails).toHaveLength(1);
     const mail = mails[0]!;
-    const link = `http://grants.test/v1/grants/${row.payload.token}`;
+    // the outbox holds the pair and its request, never the token: the link is derived when the email is written
+    expect(row.payload).toEqual({ partnerId: 'p-100', hubId: hub, pairs: [{ email, seq: 1 }] });
+    const link = `http://grants.test/v1/grants/${grantToken(svc.config.grantLinkSecret, { partnerId: 'p-100', hubId: hub, email, seq: 1 })}`;
 
     expect(mail.subject).toBe(`Acme Partners ${l.subject} Ann Agent (${email})`);
     expect(mail.text).toContain(`${l.greeting} Client ${hub},`);

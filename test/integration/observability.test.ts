@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { loadConfig } from '../../config/index.js';
 import { startApp, type RunningApp } from '../../src/app.js';
 import { dropDatabase } from '../../src/db/orm.js';
 import { SERVICE_VERSION } from '../../src/metrics.js';
 import { dropQueues, makeApi, PG_BASE, REDIS_URL, spawnService, startService, testEnv, TOKENS, waitFor, type ChildService, type TestService } from '../helpers/harness.js';
 import { startSmtp, type TestSmtp } from '../helpers/smtp.js';
+import { StallingProxy } from '../helpers/stalling-proxy.js';
 
 /** Observability (contract §7, issue 16): HTTP and queue-age metrics, worker metrics, dashboards, alerts, logs, bounded readiness. */
 
@@ -90,7 +90,7 @@ describe('the metrics of the API process', () => {
 
     expect(SERVICE_VERSION).toBe((JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string }).version);
     expect(find(all, 'pap_build_info').map((s) => [s.labels.version, s.value])).toEqual([[SERVICE_VERSION, 1]]);
-    expect(find(all, 'pap_queue_oldest_waiting_seconds').map((s) => s.labels.queue).sort()).toEqual(['commands', 'credit', 'mail', 'pairs']);
+    expect(find(all, 'pap_queue_oldest_waiting_seconds').map((s) => s.labels.queue).sort()).toEqual(['commands', 'credit', 'lifecycle', 'mail', 'pairs']);
     // The metrics the service had before are all still there.
     for (const name of ['pap_queue_jobs', 'pap_commands_accepted_total', 'pap_jobs_finished_total', 'pap_job_duration_seconds_count', 'pap_accept_to_applied_seconds_count']) {
       expect({ name, present: find(all, name).length > 0 }).toEqual({ name, present: true });
@@ -276,45 +276,6 @@ describe('request logs', () => {
     }
   });
 });
-
-/** A TCP proxy that can hold back the server's replies (a stalled Redis or Postgres, as SIGSTOP would). */
-class StallingProxy {
-  private server!: Server;
-  private stalled = false;
-  private held: [Socket, Buffer][] = [];
-  private sockets = new Set<Socket>();
-  port = 0;
-  constructor(private readonly target: number) {}
-  async start(): Promise<this> {
-    this.server = createServer((client) => {
-      const upstream = createConnection({ host: '127.0.0.1', port: this.target });
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      client.on('data', (b: Buffer) => upstream.write(b));
-      upstream.on('data', (b: Buffer) => (this.stalled ? this.held.push([client, b]) : client.write(b)));
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', () => resolve()));
-    this.port = (this.server.address() as AddressInfo).port;
-    return this;
-  }
-  stall(): void {
-    this.stalled = true;
-  }
-  resume(): void {
-    this.stalled = false;
-    for (const [s, b] of this.held.splice(0)) s.write(b);
-  }
-  async close(): Promise<void> {
-    this.resume();
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 describe('readiness under a stall', () => {
   let redisProxy: StallingProxy;

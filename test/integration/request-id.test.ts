@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { loadConfig, type Config } from '../../config/index.js';
 import { startApp, type RunningApp } from '../../src/app.js';
 import { dropDatabase } from '../../src/db/orm.js';
-import { dropQueues, makeApi, testEnv, TOKENS, waitFor, type Api, type Reply } from '../helpers/harness.js';
+import { dropQueues, makeApi, startService, testEnv, TOKENS, waitFor, type Api, type Reply, type TestService } from '../helpers/harness.js';
 import { startSmtp, type TestSmtp } from '../helpers/smtp.js';
 
 const LIMIT = 2048;
@@ -135,5 +135,24 @@ describe('request ids and replay markers (one API-only service, its log lines ca
     const mixed = await api.batch('p-100', [...commands, { type: 'credit.recalculate', commandId: 'rid-batch-3' }]);
     expect(mixed.status).toBe(202);
     expect(mixed.headers.get('idempotent-replayed')).toBeNull();
+  });
+});
+
+describe('request ids under the rate limit', () => {
+  let svc: TestService;
+  beforeAll(async () => {
+    svc = await startService({ ROLES: 'api', RATE_LIMIT_PER_MINUTE: '2' });
+  });
+  afterAll(async () => {
+    await svc?.close();
+  });
+
+  it('when a token is over the rate limit, then the 429 carries X-Request-Id and the same requestId', async () => {
+    const replies: Reply[] = [];
+    for (let i = 0; i < 3; i++) replies.push(await svc.api.request('GET', '/v1/commands/no-such-command', { headers: { 'x-request-id': `limited-${i}` } }));
+    expect(replies.map((r) => r.status)).toEqual([404, 404, 429]);
+    const limited = replies[2]!;
+    expect(limited.headers.get('x-request-id')).toBe('limited-2');
+    expect(limited.body.error).toMatchObject({ code: 'RATE_LIMITED', requestId: 'limited-2' });
   });
 });

@@ -92,8 +92,10 @@ describe('job contracts', () => {
   });
 
   it('when job ids are built, then they match each contract and never contain ":"', () => {
-    expect(jobContracts.command.jobId({ commandId: 'assign:1' })).toBe(jobIds.command('assign:1'));
-    expect(jobIds.command('assign:1')).toBe('c.assign~1');
+    expect(jobContracts.command.jobId({ commandId: 'assign:1' }, '42')).toBe(jobIds.command('assign:1', '42'));
+    expect(jobIds.command('assign:1', '42')).toBe('c.assign~1.42');
+    // One id per acceptance: the same commandId accepted again (a new seq) gets a new job.
+    expect(jobIds.command('assign:1', '43')).not.toBe(jobIds.command('assign:1', '42'));
     expect(jobContracts.pairRange.jobId({ commandId: 'a:1', from: 32, to: 64 })).toBe('p.a~1.32-64');
     expect(jobContracts.pair.jobId({ commandId: 'a:1', idx: 3 })).toBe('p.a~1.3');
     expect(jobContracts.mail.jobId({ outboxId: '12' })).toBe('m.12');

@@ -13,6 +13,7 @@ import { Migration } from '@mikro-orm/migrations';
  *   email, grant time, time-bound end and its reminders).
  * - `grant_token`: the request it belongs to (`request_seq`, `command_id`), withdrawal and decision.
  * - `partner`: where and in which language it is told, and how access requests reach the client.
+ * - `outbox`: the raw grant tokens that sent emails kept in their payload are erased.
  */
 export class Migration20261130000001TrustLifecycle extends Migration {
   override name = 'Migration20261130000001_trust_lifecycle';
@@ -71,6 +72,8 @@ update access a set granted_at = g.used_at
   from (select partner_id, hub_id, email, max(used_at) as used_at from grant_token where used_at is not null group by 1, 2, 3) g
  where a.partner_id = g.partner_id and a.hub_id = g.hub_id and a.email = g.email and a.state = 'active';
 delete from portal_user pu using grant_token g where g.used_at is not null and g.hub_id = pu.hub_id and g.email = pu.email;
+-- grant emails written before tokens were derived at render held the raw token: erased once sent
+update outbox set payload = payload - 'token' where state = 'sent' and payload->>'token' is not null;
 
 alter table partner
   add column notify_email text,

@@ -3,24 +3,49 @@ import type { AppContext } from '../../context.js';
 import { HttpError } from '../errors.js';
 import { listAuditRows } from '../../db/audit-store.js';
 import { commandTypes, idPattern } from '../../commands/schemas.js';
-import { authorize, type TokenRegistry } from './auth.js';
+import { authorize, hasScope, type TokenRegistry } from './auth.js';
 
 const csvCell = (v: unknown) => {
   const s = v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v);
   return /[",\n\r]/.test(s) || /^[=+\-@]/.test(s) ? `"${s.replace(/^([=+\-@])/, "'$1").replaceAll('"', '""')}"` : s;
 };
 
+/** Anything shaped like an email address inside a text (an error message). */
+const emailLike = /[^\s@"'<>(),;:]+@[^\s@"'<>(),;:]+/g;
+const REDACTED = '[redacted]';
+
+/**
+ * An audit entry as a reader without `employees:read` sees it (contract §3): the command leaves
+ * out every employee's email and name (`email`, and `name` of the employee commands,
+ * `employeeEmail`; the lists `employeeEmails` and `portalUserEmails` become their counts), and an
+ * error message shows no email address.
+ */
+export function withoutEmployees(type: string, payload: Record<string, unknown>, error: { code: string; message: string } | null) {
+  const command: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(payload)) {
+    if (k === 'email' || k === 'employeeEmail' || (k === 'name' && type.startsWith('employee.'))) continue;
+    if (k === 'employeeEmails') command.employeeCount = Array.isArray(v) ? v.length : 0;
+    else if (k === 'portalUserEmails') command.portalUserCount = Array.isArray(v) ? v.length : 0;
+    else command[k] = v;
+  }
+  return { command, error: error ? { ...error, message: error.message.replace(emailLike, REDACTED) } : null };
+}
+
 /**
  * The audit trail: every accepted command with who (token name), what, when and its outcome,
- * partner-isolated; filters `from`, `to` (ISO instants), `type`, `email`; pages of `limit` (≤ 500)
- * with an opaque `cursor`. `Accept: text/csv` gives the same rows as CSV.
+ * partner-isolated; filters `from`, `to` (ISO instants), `type`, `email` (needs `employees:read`);
+ * pages of `limit` (≤ 500) with an opaque `cursor`. `Accept: text/csv` gives the same rows as CSV.
+ * Without `employees:read`, entries name no employee (see {@link withoutEmployees}), in both forms.
  */
 export function registerAuditRoutes(app: FastifyInstance, ctx: AppContext, registry: TokenRegistry): void {
   app.get<{ Params: { partnerId: string }; Querystring: Record<string, string | undefined> }>('/v1/partners/:partnerId/audit', async (req, reply) => {
     const partnerId = req.params.partnerId;
     if (!idPattern.test(partnerId)) throw new HttpError(400, 'VALIDATION_FAILED', 'The request is not valid.', { issues: [{ path: 'partnerId', message: 'invalid' }] });
-    authorize(registry, req, 'read', partnerId);
+    const token = authorize(registry, req, 'read', partnerId);
+    const canSeeEmployees = hasScope(token, 'employees:read');
     const q = req.query;
+    // Filtering by an employee's email would tell who the employees are: that needs employees:read.
+    if (q.email !== undefined && !canSeeEmployees) throw new HttpError(403, 'FORBIDDEN', 'Filtering the audit trail by email needs the "employees:read" scope.');
     const issues: { path: string; message: string }[] = [];
     const instant = (k: 'from' | 'to') => {
       const v = q[k];
@@ -48,17 +73,20 @@ export function registerAuditRoutes(app: FastifyInstance, ctx: AppContext, regis
       limit: limit + 1,
     });
     const page = rows.slice(0, limit);
-    const entries = page.map((r) => ({
-      commandId: r.id,
-      type: r.type,
-      who: r.tokenName,
-      at: new Date(r.createdAt).toISOString(),
-      finishedAt: r.finishedAt ? new Date(r.finishedAt).toISOString() : null,
-      state: r.state,
-      outcome: (r.result as { outcome?: string } | null)?.outcome ?? null,
-      error: r.error ?? null,
-      command: r.payload,
-    }));
+    const entries = page.map((r) => {
+      const shown = canSeeEmployees ? { command: r.payload, error: r.error ?? null } : withoutEmployees(r.type, r.payload, r.error ?? null);
+      return {
+        commandId: r.id,
+        type: r.type,
+        who: r.tokenName,
+        at: new Date(r.createdAt).toISOString(),
+        finishedAt: r.finishedAt ? new Date(r.finishedAt).toISOString() : null,
+        state: r.state,
+        outcome: (r.result as { outcome?: string } | null)?.outcome ?? null,
+        error: shown.error,
+        command: shown.command,
+      };
+    });
     const nextCursor = rows.length > limit ? Buffer.from(String(page.at(-1)!.seq)).toString('base64url') : null;
     if ((req.headers.accept ?? '').includes('text/csv')) {
       const header = ['commandId', 'type', 'who', 'at', 'finishedAt', 'state', 'outcome', 'errorCode', 'command'];

@@ -1,66 +1,131 @@
-import type { FastifyInstance } from 'fastify';
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { AppContext } from '../../context.js';
-import { applyGrant, hashToken } from '../../commands/grant.js';
-import { insertAppliedCommand } from '../../db/command-log.js';
-import { findGrantLink, markGrantLinkUsed, type GrantLinkRow } from '../../db/grant-link-store.js';
-import { DomainError } from '../../domain/errors.js';
-
-const esc = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
-const page = (title: string, body: string) =>
-  `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title><meta name="viewport" content="width=device-width"></head>` +
-  `<body style="font-family:sans-serif;max-width:36rem;margin:3rem auto"><h1>${esc(title)}</h1>${body}</body></html>`;
-
-type Lookup = { ok: true; row: GrantLinkRow } | { ok: false; status: number; title: string; text: string };
-
-function check(row: GrantLinkRow | undefined, now: Date): Lookup {
-  if (!row) return { ok: false, status: 404, title: 'Link not valid', text: 'This link is not valid. Ask your partner to send a new request.' };
-  if (row.usedAt) return { ok: false, status: 410, title: 'Link already used', text: 'This link was already used.' };
-  if (new Date(row.expiresAt).getTime() <= now.getTime()) return { ok: false, status: 410, title: 'Link expired', text: 'This link has expired. Ask your partner to send a new request.' };
-  return { ok: true, row };
-}
-
-const tokenShape = /^[A-Za-z0-9_-]{20,100}$/;
+import { answerLink, viewLink, type LinkAnswer, type LinkOutcome } from '../../commands/grant.js';
+import { localeFromAcceptLanguage, localeOf, messages, type Locale } from '../../i18n/messages.js';
+import { employeeLabel, escapeHtml as esc, LOOK } from '../../mail/lifecycle-templates.js';
+import { enqueueMailAfterCommit } from '../../jobs/enqueue.js';
 
 /**
- * Contract §6: GET shows a confirmation page, POST grants the access (as access.grant would).
- * Tokens are 256-bit random, stored only as SHA-256, single-use, expiring, bound to one pair;
- * a tampered token matches nothing (404).
+ * The client's pages behind a grant link (contract §6): GET shows the request with **Grant** and
+ * **Decline**; a POST to the same URL answers it (`decision=grant`, the default, or
+ * `decision=decline`). Every page (confirm, granted, declined, already used, expired, withdrawn,
+ * unknown) is in the client's locale (the request email's), with `<html lang>` and
+ * `Content-Language`, in the emails' look, and names the partner, the employee and the client. The
+ * token is a credential: no-store, no referrer, no framing, a CSP without scripts.
+ */
+
+type Page = LinkOutcome['page'];
+
+const STATUS: Record<Page, number> = { confirm: 200, granted: 200, declined: 200, used: 410, expired: 410, withdrawn: 410, unknown: 404 };
+
+/** The pages' one stylesheet, inline and allowed by its hash (no `unsafe-inline`). */
+const STYLE = `
+:root{color-scheme:light}
+body{margin:0;background:${LOOK.page};color:${LOOK.text};font-family:${LOOK.font};font-size:1rem;line-height:1.5}
+main{max-width:36rem;margin:3rem auto;padding:2rem;background:#fff;border:1px solid ${LOOK.border};border-top:4px solid ${LOOK.accent};border-radius:6px}
+h1{font-size:1.5rem;line-height:1.25;margin:0 0 1rem}
+p{margin:0 0 1rem}
+.muted{color:${LOOK.muted}}
+form{display:flex;flex-wrap:wrap;gap:.75rem;margin:1.5rem 0 0}
+button{font:inherit;font-weight:600;padding:10px 16px;border-radius:4px;cursor:pointer;border:2px solid ${LOOK.accent}}
+button.grant{background:${LOOK.accent};color:#1f2d3d}
+button.decline{background:#fff;color:${LOOK.text};border-color:${LOOK.border}}
+button:focus-visible{outline:3px solid ${LOOK.text};outline-offset:2px}
+@media (max-width:40rem){main{margin:0;border-radius:0;border-left:0;border-right:0}}
+`;
+const STYLE_HASH = `sha256-${createHash('sha256').update(STYLE).digest('base64')}`;
+const CSP = `default-src 'none'; style-src '${STYLE_HASH}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
+
+/** One page in the client's language. */
+export function renderGrantPage(lang: Locale, page: Page, names?: { partner: string; employee: string; client: string }): string {
+  const m = messages[lang].page;
+  const n = names ?? { partner: '', employee: '', client: '' };
+  const [title, paragraphs]: [string, string[]] = (() => {
+    switch (page) {
+      case 'confirm': return [m.confirmTitle, [m.confirmAsk(n.partner, n.employee, n.client)]];
+      case 'granted': return [m.grantedTitle, [m.grantedText(n.employee, n.client), m.close]];
+      case 'declined': return [m.declinedTitle, [m.declinedText(n.partner, n.employee), m.close]];
+      case 'used': return [m.usedTitle, [m.usedText(n.partner, n.employee)]];
+      case 'expired': return [m.expiredTitle, [m.expiredText(n.partner, n.employee)]];
+      case 'withdrawn': return [m.withdrawnTitle, [m.withdrawnText(n.partner, n.employee)]];
+      case 'unknown': return [m.unknownTitle, [m.unknownText]];
+    }
+  })();
+  const form = page === 'confirm'
+    ? `<p class="muted">${esc(m.confirmExplain)}</p>
+<form method="post">
+<button type="submit" name="decision" value="grant" class="grant">${esc(m.grant)}</button>
+<button type="submit" name="decision" value="decline" class="decline">${esc(m.decline)}</button>
+</form>`
+    : '';
+  return `<!doctype html>
+<html lang="${lang}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>${esc(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<main>
+<h1>${esc(title)}</h1>
+${paragraphs.map((p) => `<p>${esc(p)}</p>`).join('\n')}
+${form}
+</main>
+</body>
+</html>
+`;
+}
+
+function send(reply: FastifyReply, lang: Locale, out: LinkOutcome, status = STATUS[out.page]) {
+  const l = out.link;
+  const names = l ? { partner: l.partnerName, employee: employeeLabel(l.email, l.employeeName), client: l.clientName } : undefined;
+  return reply.code(status)
+    .header('content-language', lang)
+    .header('content-security-policy', CSP)
+    .header('referrer-policy', 'no-referrer')
+    .header('x-content-type-options', 'nosniff')
+    .header('x-frame-options', 'DENY')
+    .header('cross-origin-opener-policy', 'same-origin')
+    .header('cache-control', 'no-store')
+    .type('text/html; charset=utf-8')
+    .send(renderGrantPage(lang, out.page, names));
+}
+
+/** The page's language: the client's, as its email was written in; for a link nobody knows, the browser's (Accept-Language). */
+const langOf = (out: LinkOutcome, acceptLanguage: string | undefined): Locale => (out.link ? localeOf(out.link.locale) : localeFromAcceptLanguage(acceptLanguage));
+
+const FORM_LIMIT_BYTES = 4096;
+
+/**
+ * Contract §6: GET shows the confirmation page, POST answers it. Tokens are derived by HMAC from
+ * the pair and its request (never stored: only their SHA-256), single-use, bound to one request of
+ * one pair; a tampered token matches nothing (404).
  */
 export function registerGrantRoutes(app: FastifyInstance, ctx: AppContext): void {
-  app.get<{ Params: { token: string } }>('/v1/grants/:token', async (req, reply) => {
-    const token = req.params.token;
-    const row = tokenShape.test(token) ? await findGrantLink(ctx.orm.em.fork(), hashToken(token)) : undefined;
-    const r = check(row, ctx.now());
-    reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer').type('text/html; charset=utf-8');
-    if (!r.ok) return reply.code(r.status).send(page(r.title, `<p>${esc(r.text)}</p>`));
-    const who = r.row.employeeName ? `${r.row.employeeName} (${r.row.email})` : r.row.email;
-    return reply.send(page('Grant access?', `<p>${esc(r.row.partnerName)} asks that <strong>${esc(who)}</strong> get access to ${esc(r.row.clientName ?? r.row.hubId)}.</p>` +
-      `<form method="post"><button type="submit" style="padding:10px 16px">Grant access</button></form>`));
+  // The page's form: `decision=grant|decline` (this scope only; the command endpoints refuse forms).
+  if (app.hasContentTypeParser('application/x-www-form-urlencoded')) app.removeContentTypeParser('application/x-www-form-urlencoded');
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_LIMIT_BYTES }, (_req, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(String(body))));
   });
 
-  app.post<{ Params: { token: string } }>('/v1/grants/:token', async (req, reply) => {
-    const token = req.params.token;
-    const hash = hashToken(token);
-    const result = await ctx.orm.em.fork().transactional(async (tx) => {
-      const row = tokenShape.test(token) ? await findGrantLink(tx, hash, { lock: true }) : undefined;
-      const r = check(row, ctx.now());
-      if (!r.ok) return r;
-      const commandId = `grant-link.${hash.slice(0, 32)}`;
-      await markGrantLinkUsed(tx, hash);
-      const granted = await applyGrant(tx, { partnerId: r.row.partnerId, hubId: r.row.hubId, email: r.row.email, commandId, issuedAt: null }).catch((err: unknown) => {
-        if (err instanceof DomainError) return null;
-        throw err;
-      });
-      if (!granted) return { ok: false as const, status: 410, title: 'Request withdrawn', text: 'This access request is no longer pending.' };
-      const payload = { type: 'access.grant', commandId, clientHubId: r.row.hubId, employeeEmail: r.row.email };
-      await insertAppliedCommand(tx, {
-        id: commandId, partnerId: r.row.partnerId, type: 'access.grant', payload, bodyHash: hash, tokenName: 'grant-link',
-        result: { outcome: granted.decision.outcome, via: 'grant-link' },
-      });
-      return { ok: true as const, row: r.row, outcome: granted.decision.outcome };
-    });
-    reply.header('cache-control', 'no-store').type('text/html; charset=utf-8');
-    if (!result.ok) return reply.code(result.status).send(page(result.title, `<p>${esc(result.text)}</p>`));
-    return reply.send(page('Access granted', `<p>${esc(result.row.email)} now has access. You can close this page.</p>`));
+  app.get<{ Params: { token: string } }>('/v1/grants/:token', async (req, reply) => {
+    const out = await viewLink(ctx.orm.em.fork(), req.params.token, ctx.now());
+    return send(reply, langOf(out, req.headers['accept-language']), out);
+  });
+
+  app.post<{ Params: { token: string }; Body: Record<string, string> | undefined }>('/v1/grants/:token', async (req, reply) => {
+    const decision = typeof req.body === 'object' && req.body !== null ? req.body.decision : undefined;
+    if (decision !== undefined && decision !== 'grant' && decision !== 'decline') {
+      // Not an answer this page offers: the page again, unchanged.
+      const out = await viewLink(ctx.orm.em.fork(), req.params.token, ctx.now());
+      return send(reply, langOf(out, req.headers['accept-language']), out, out.page === 'confirm' ? 400 : STATUS[out.page]);
+    }
+    const answer: LinkAnswer = decision ?? 'grant';
+    const out = await answerLink(ctx.orm.em.fork(), req.params.token, answer, ctx.now());
+    await enqueueMailAfterCommit(ctx, out.outboxIds);
+    return send(reply, langOf(out, req.headers['accept-language']), out);
   });
 }

@@ -3,22 +3,22 @@ import type { AppContext } from '../../context.js';
 import { commandIntake, getCommandStatus } from '../../commands/log.js';
 import { errorReply, HttpError } from '../errors.js';
 import { isDatabaseUnavailable } from '../../db/errors.js';
-import { findCreditSnapshot, pingDatabase } from '../../db/read-store.js';
+import { pingDatabase } from '../../db/read-store.js';
 import { batchSchema, postingScopes, idPattern, parseCommand, parseCommands, toIssues, type Command, type Issue } from '../../commands/schemas.js';
 import { addMonths, monthRange } from '../../domain/credit.js';
-import { creditReport, monthOf, recalculateCredit } from '../../commands/credit.js';
-import { authenticate, authorize, authorizeCommands, canActOn, TokenRegistry } from './auth.js';
+import { creditReport, monthOf } from '../../commands/credit.js';
+import { authenticate, authorize, authorizeCommands, canActOn, hasScope, TokenRegistry } from './auth.js';
 import { createHash, randomUUID } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { openApiDocument } from './openapi.js';
 import { registerGrantRoutes } from './grants.js';
-import { Partner } from '../../db/entities.js';
 import { registerQueueDashboard } from './dashboard.js';
 import { registerAuditRoutes } from './audit.js';
 import { registerWebApp } from './app/index.js';
-import { getClient, listClients, listConflicts, listEmployees, partnerExists } from './reads.js';
+import { getClient, getDashboard, listClients, listConflicts, listEmployees, partnerExists } from './reads.js';
+import { listRenewals, listRequests, parseRequestsQuery } from './lifecycle-reads.js';
 
 export interface ServerOptions {
   registry: TokenRegistry;
@@ -207,13 +207,16 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     return status;
   });
 
-  /** Partner-scoped reads: scope, then partner access, then existence. */
+  /**
+   * Partner-scoped reads: scope, then partner access, then existence. `reader` says whether the
+   * token may see who the partner's employees are (`employees:read`, contract §3).
+   */
   const partnerRead = async (req: FastifyRequest, scope: 'read' | 'employees:read') => {
     const partnerId = partnerParam(req);
-    authorize(registry, req, scope, partnerId);
+    const token = authorize(registry, req, scope, partnerId);
     const em = ctx.orm.em.fork();
     if (!(await partnerExists(em, partnerId))) throw new HttpError(404, 'NOT_FOUND', 'No such partner.');
-    return { partnerId, em };
+    return { partnerId, em, reader: { canSeeEmployees: hasScope(token, 'employees:read') } };
   };
 
   app.get('/v1/partners/:partnerId/employees', async (req) => {
@@ -221,37 +224,33 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     return listEmployees(em, partnerId);
   });
   app.get('/v1/partners/:partnerId/clients', async (req) => {
-    const { partnerId, em } = await partnerRead(req, 'read');
-    return listClients(em, partnerId);
+    const { partnerId, em, reader } = await partnerRead(req, 'read');
+    return listClients(em, partnerId, reader);
   });
   app.get<{ Params: { hubId: string } }>('/v1/partners/:partnerId/clients/:hubId', async (req) => {
-    const { partnerId, em } = await partnerRead(req, 'read');
-    const client = await getClient(em, partnerId, req.params.hubId);
+    const { partnerId, em, reader } = await partnerRead(req, 'read');
+    const client = await getClient(em, partnerId, req.params.hubId, reader);
     if (!client) throw new HttpError(404, 'NOT_FOUND', 'No such client in this partner\'s list.');
     return client;
   });
   app.get('/v1/partners/:partnerId/conflicts', async (req) => {
-    const { partnerId, em } = await partnerRead(req, 'read');
+    const { partnerId, em } = await partnerRead(req, 'employees:read');
     return listConflicts(em, partnerId);
+  });
+  app.get<{ Querystring: Record<string, unknown> }>('/v1/partners/:partnerId/requests', async (req) => {
+    const { partnerId, em } = await partnerRead(req, 'employees:read');
+    const q = parseRequestsQuery(req.query);
+    if (!q.ok) throw validation(q.issues);
+    return listRequests(em, partnerId, q.query);
+  });
+  app.get('/v1/partners/:partnerId/renewals', async (req) => {
+    const { partnerId, em } = await partnerRead(req, 'read');
+    return listRenewals(em, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
   });
 
   app.get('/v1/partners/:partnerId/dashboard', async (req) => {
     const { partnerId, em } = await partnerRead(req, 'read');
-    const snap = await findCreditSnapshot(em, partnerId);
-    const partner = await em.findOne(Partner, { id: partnerId });
-    if (!snap) {
-      // Never calculated yet: compute it now from the facts (the same function the scheduler runs).
-      const s = await em.transactional((tx) => recalculateCredit(tx, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays }));
-      return { alerts: { upcomingRenewals: s.upcomingRenewals }, managedMrr: s.managedMrr, soldTierCredit: s.soldTierCredit, tier: s.tier, team: partner?.team ?? {}, calculatedAt: ctx.now().toISOString() };
-    }
-    return {
-      alerts: { upcomingRenewals: snap.upcomingRenewals },
-      managedMrr: Number(snap.managedMrr),
-      soldTierCredit: Number(snap.soldTierCredit),
-      tier: { current: snap.tier, next: snap.nextTier },
-      team: partner?.team ?? {},
-      calculatedAt: new Date(snap.calculatedAt).toISOString(),
-    };
+    return getDashboard(em, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
   });
 
   app.get<{ Querystring: { from?: string; to?: string } }>('/v1/partners/:partnerId/credit', async (req) => {

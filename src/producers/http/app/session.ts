@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Locale } from './i18n.js';
 
 /** One signed-in person: the API token they signed in with, bound to one partner. */
@@ -27,7 +27,7 @@ const sidShape = /^[A-Za-z0-9_-]{43}$/;
  */
 export class SessionStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: Redis | Cluster,
     private readonly keyPrefix: string,
     readonly ttlSeconds: number,
   ) {}

@@ -1,0 +1,48 @@
+import type { AppContext } from '../context.js';
+import type { Em } from '../db/orm.js';
+import { endDueAccess, expireDueRequests, noticeEndingAccess, remindDueRequests, type SweepStep } from '../db/lifecycle-store.js';
+import { enqueueMailAfterCommit } from '../jobs/enqueue.js';
+import { payloadOf } from './failures.js';
+
+/** Pairs one step changes per transaction; a step repeats while it finds a full batch, up to {@link MAX_ROUNDS}. */
+export const SWEEP_BATCH = 500;
+const MAX_ROUNDS = 20;
+
+/** What one sweep did, per step (pairs changed). */
+export interface SweepReport { expired: number; reminded: number; ended: number; ending: number; emails: number }
+
+/**
+ * The `lifecycle-sweep` job (its job scheduler runs it every LIFECYCLE_SWEEP_MS). Four set-based
+ * steps, each in transactions of up to SWEEP_BATCH pairs: (1) pending requests past their expiry →
+ * `expired`, the partner told; (2) reminders to clients GRANT_REMINDER_DAYS before expiry;
+ * (3) time-bound accesses past `accessUntil` → `expired`, the partner told; (4) the partner told
+ * ACCESS_END_REMINDER_DAYS before a time-bound access ends.
+ *
+ * Exactly once: each state change or "notice sent" mark commits with its outbox row (unique by
+ * notification key), guarded by the state it changes, so a crash before the commit redoes it and
+ * one after finds nothing left; the mail jobs go after the commit (the reconciler sends rows whose
+ * job was lost). Postgres is the truth: a Redis flush loses only the scheduler, which start-up and
+ * the reconciler put back. Idempotency key: the pairs' states and their arrays of notices sent.
+ */
+export async function processLifecycleSweep(ctx: AppContext, data: unknown): Promise<SweepReport> {
+  payloadOf('lifecycleSweep', data);
+  const c = ctx.config;
+  const steps: [keyof Omit<SweepReport, 'emails'>, (tx: Em) => Promise<SweepStep>][] = [
+    ['expired', (tx) => expireDueRequests(tx, SWEEP_BATCH)],
+    ['reminded', (tx) => remindDueRequests(tx, c.grantReminderDays, SWEEP_BATCH)],
+    ['ended', (tx) => endDueAccess(tx, SWEEP_BATCH)],
+    ['ending', (tx) => noticeEndingAccess(tx, c.accessEndReminderDays, SWEEP_BATCH)],
+  ];
+  const report: SweepReport = { expired: 0, reminded: 0, ended: 0, ending: 0, emails: 0 };
+  for (const [name, step] of steps) {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const r = await ctx.orm.em.fork().transactional((tx) => step(tx));
+      report[name] += r.changed;
+      report.emails += r.outboxIds.length;
+      await enqueueMailAfterCommit(ctx, r.outboxIds);
+      if (r.changed < SWEEP_BATCH) break;
+    }
+  }
+  if (report.expired + report.reminded + report.ended + report.ending > 0) ctx.logger.info({ sweep: report }, 'lifecycle sweep');
+  return report;
+}
