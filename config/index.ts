@@ -88,6 +88,7 @@ export const envSchema = z.object({
   GRANT_LINK_SECRET: z.string().min(16).max(1000).optional().describe('key of the grant links (HMAC-SHA256); the same in every process; required with NODE_ENV=production'),
   LIFECYCLE_SWEEP_MS: int(100, 86_400_000).default(60_000).describe('how often the lifecycle sweep runs (request expiry, reminders, time-bound access ends and their notices)'),
   WEBHOOK_ALLOW_PRIVATE: bool.default(false).describe('allow webhook targets on loopback/private addresses (development, tests)'),
+  WEBHOOK_RETRY_BASE_MS: int(10, 3_600_000).default(5000).describe('first retry delay of a failed webhook delivery; each next one doubles, at most 1 hour apart, for 24 hours'),
   BODY_LIMIT_BYTES: int(1024, 100 * 1024 * 1024).default(5 * 1024 * 1024).describe('largest accepted request body (413 above)'),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(15_000).describe('bound on draining workers at SIGTERM'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level'),
@@ -167,6 +168,7 @@ export const configSchema = envSchema.transform((e, ctx) => {
     /** Days before a time-bound access ends when the partner is told, largest first. */
     accessEndReminderDays: e.ACCESS_END_REMINDER_DAYS,
     webhookAllowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+    webhookRetryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

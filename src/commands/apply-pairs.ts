@@ -3,6 +3,8 @@ import { planPairBatch, type BatchPair, type PairOutcomeOrError, type PlannedReq
 import { createRequests, expireGrantLinks, loadPairFacts, lockClientEmails, recordConflicts, touchLastIssuedAt, upsertAccess, type RequestEmail } from '../db/access-store.js';
 import { requestEmailKey, REQUEST_EMAIL_KIND } from '../db/outbox-store.js';
 import { grantTokenHash } from '../lib/grant-link.js';
+import { insertEvents } from '../db/webhook-store.js';
+import { accessEvent, accessEventOfOutcome, type NewEvent } from '../webhooks/events.js';
 
 export type { BatchPair, PairOutcomeOrError } from '../domain/pair-batch.js';
 
@@ -45,7 +47,7 @@ export function requestEmails(requests: readonly PlannedRequest[]): { emails: Re
 }
 
 /**
- * Applies a batch of `access.assign` / `access.revoke` pairs in the caller's transaction with a
+ * Applies a batch of pairs (`access.assign`, `access.revoke`, `access.resend`, `access.extend`) in the caller's transaction with a
  * fixed number of set-based statements, whatever the batch size: lock every (client, email) in a
  * stable order, read every fact in one query, decide each pair in order (planPairBatch: later pairs
  * see the effect of earlier ones in the same batch), then write accesses, grant links with their
@@ -54,15 +56,17 @@ export function requestEmails(requests: readonly PlannedRequest[]): { emails: Re
  * after the commit). The unique index on live (client, email) rows stays the backstop; a violation
  * aborts the batch (the caller retries pair by pair).
  */
-export async function applyPairBatch(tx: Em, pairs: BatchPair[], settings: RequestSettings, mailClaimMs: number | null = null): Promise<PairOutcomeOrError[]> {
+export async function applyPairBatch(tx: Em, pairs: BatchPair[], settings: RequestSettings, mailClaimMs: number | null = null, now: Date = new Date()): Promise<PairOutcomeOrError[]> {
   await lockClientEmails(tx, pairs);
-  const facts = await loadPairFacts(tx, pairs.map((p) => ({ ...p, assign: p.type === 'access.assign' })));
-  const plan = planPairBatch(pairs, facts);
+  // Everything but a revoke decides with the employee, the client and the partner's request mode.
+  const facts = await loadPairFacts(tx, pairs.map((p) => ({ ...p, assign: p.type !== 'access.revoke' })));
+  const plan = planPairBatch(pairs, facts, now);
   const { results } = plan;
   if (plan.stateWrites.length) {
     await upsertAccess(tx, plan.stateWrites.map((w) => ({
       partnerId: w.pair.partnerId, hubId: w.pair.hubId, email: w.pair.email, state: w.state, issuedAt: w.issuedAt, commandId: w.pair.commandId,
       ...(w.fresh ? { fresh: { ...w.fresh, ttlDays: settings.grantTtlDays } } : {}),
+      ...(w.until ? { until: w.until } : {}),
     })));
   }
   if (plan.touches.length) {
@@ -82,6 +86,29 @@ export async function applyPairBatch(tx: Em, pairs: BatchPair[], settings: Reque
       if (r?.ok) r.outboxId = String(o.id);
     }
   }
-  if (plan.conflicts.length) await recordConflicts(tx, plan.conflicts);
+  const conflicts = plan.conflicts.length ? await recordConflicts(tx, plan.conflicts) : [];
+  await insertEvents(tx, pairEvents(pairs, results, conflicts));
   return results;
+}
+
+const pairKey = (p: { partnerId: string; hubId: string; email: string; commandId: string }) => `${p.partnerId}\n${p.hubId}\n${p.email}\n${p.commandId}`;
+
+/**
+ * The webhook events of a batch, in the order of its pairs: `access.pending` / `access.active` /
+ * `access.revoked` for each pair that changed, and `access.conflict` for each refused pair that
+ * `recordedConflicts` recorded now (a pair refused again by its own job is not reported twice).
+ */
+function pairEvents(pairs: readonly BatchPair[], results: readonly PairOutcomeOrError[], recordedConflicts: readonly { partnerId: string; hubId: string; email: string; commandId: string }[]): NewEvent[] {
+  const fresh = new Set(recordedConflicts.map(pairKey));
+  return pairs.flatMap((p, i): NewEvent[] => {
+    const r = results[i]!;
+    const type = r.ok ? accessEventOfOutcome(r.decision.outcome) : r.error.code === 'EMAIL_LINKED_TO_OTHER_PARTNER' && fresh.delete(pairKey(p)) ? 'access.conflict' : null;
+    return type ? [accessEvent(type, p, p.commandId)] : [];
+  });
+}
+
+/** Records refused pairs for the conflict list, and an `access.conflict` event for each recorded now, in the caller's transaction. */
+export async function recordConflictsWithEvents(tx: Em, pairs: readonly BatchPair[]): Promise<void> {
+  const recorded = await recordConflicts(tx, pairs);
+  await insertEvents(tx, recorded.map((c) => accessEvent('access.conflict', c, c.commandId)));
 }

@@ -2,6 +2,8 @@ import type { Em } from '../db/orm.js';
 import { computeManagedMrr, computeSoldCredit, computeTier, countUpcomingRenewals, type SoldCreditReport } from '../domain/credit.js';
 import { defaultTierThresholds } from '../../config/tiers.js';
 import { loadCreditFacts, storeSnapshots, type CreditFacts, type SnapshotRow } from '../db/credit-store.js';
+import { insertEvents } from '../db/webhook-store.js';
+import type { NewEvent } from '../webhooks/events.js';
 
 export const monthOf = (d: Date) => d.toISOString().slice(0, 7);
 export const dayOf = (d: Date) => d.toISOString().slice(0, 10);
@@ -37,17 +39,32 @@ const snapshotRow = (partnerId: string, s: CreditSnapshot, calculatedAt: Date): 
   partnerId, managedMrr: s.managedMrr, soldTierCredit: s.soldTierCredit, tier: s.tier.current, nextTier: s.tier.next, upcomingRenewals: s.upcomingRenewals, calculatedAt,
 });
 
+/** The `credit.recalculated` webhook event of a stored snapshot (`commandId`: the `credit.recalculate` command; null: the schedule or a first read). */
+const recalculatedEvent = (r: SnapshotRow, month: string, commandId: string | null): NewEvent => ({
+  type: 'credit.recalculated',
+  partnerId: r.partnerId,
+  data: { month, managedMrr: r.managedMrr, soldTierCredit: r.soldTierCredit, tier: r.tier, nextTier: r.nextTier, upcomingRenewals: r.upcomingRenewals, calculatedAt: r.calculatedAt.toISOString(), commandId },
+});
+
+/** Stores snapshots and their `credit.recalculated` events in one transaction (the caller's, if it is in one). */
+async function storeWithEvents(em: Em, snapshots: readonly SnapshotRow[], month: string, commandId: string | null): Promise<void> {
+  await em.transactional(async (tx) => {
+    await storeSnapshots(tx, snapshots);
+    await insertEvents(tx, snapshots.map((r) => recalculatedEvent(r, month, commandId)));
+  }, { propagation: 'required' });
+}
+
 /**
  * Recomputes a partner's credit and tier from source facts (never incremented) and stores the
  * snapshot the dashboard reads: one read, one write. Running it twice, late or concurrently gives
  * the same numbers. A month other than the current one is computed and returned, not stored.
  */
-export async function recalculateCredit(em: Em, partnerId: string, opts: { now: Date; month?: string; renewalAlertDays: number }): Promise<CreditSnapshot> {
+export async function recalculateCredit(em: Em, partnerId: string, opts: { now: Date; month?: string; renewalAlertDays: number; commandId?: string }): Promise<CreditSnapshot> {
   const month = opts.month ?? monthOf(opts.now);
   const facts = (await loadCreditFacts(em, [partnerId])).get(partnerId) ?? noFacts();
   const snapshot = computeCreditSnapshot(facts, { now: opts.now, month, renewalAlertDays: opts.renewalAlertDays });
   if (month !== monthOf(opts.now)) return snapshot;
-  await storeSnapshots(em, [snapshotRow(partnerId, snapshot, opts.now)]);
+  await storeWithEvents(em, [snapshotRow(partnerId, snapshot, opts.now)], month, opts.commandId ?? null);
   return snapshot;
 }
 
@@ -70,6 +87,6 @@ export async function recalculateCredits(em: Em, partnerIds: readonly string[], 
       failed.push({ partnerId, error: err instanceof Error ? err : new Error(String(err)) });
     }
   }
-  if (snapshots.length) await storeSnapshots(em, snapshots);
+  if (snapshots.length) await storeWithEvents(em, snapshots, month, null);
   return { stored: snapshots.map((r) => r.partnerId), failed };
 }

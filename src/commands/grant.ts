@@ -4,6 +4,8 @@ import { loadAccess, lockClientEmails, touchLastIssuedAt, upsertAccess, type Pai
 import { insertAppliedCommand } from '../db/command-log.js';
 import { declineRequest, findLink, insertPartnerNotices, markLinkAnswered, partnerNoticeKey, type LinkRow } from '../db/lifecycle-store.js';
 import { hashToken } from '../lib/grant-link.js';
+import { insertEvents } from '../db/webhook-store.js';
+import { accessEvent } from '../webhooks/events.js';
 
 /** A pair as a command names it. */
 export interface PairRef extends PairKey {
@@ -35,6 +37,7 @@ export async function applyGrant(tx: Em, p: PairRef): Promise<PairResult> {
   const outboxIds: string[] = [];
   if (decision.outcome === 'active') {
     await upsertAccess(tx, [{ ...p, state: 'active', granted: true }]);
+    await insertEvents(tx, [accessEvent('access.active', p, p.commandId)]);
     const seq = access?.requestSeq ?? 0;
     outboxIds.push(...await insertPartnerNotices(tx, [{ ...p, kind: 'granted', seq, key: partnerNoticeKey('granted', { ...p, seq }, p.commandId) }]));
   } else if (decision.outcome === 'unchanged' && p.issuedAt) {
@@ -100,7 +103,7 @@ export async function answerLink(em: Em, token: string, answer: LinkAnswer, now:
     if (d.outcome === 'active') {
       outboxIds = (await applyGrant(tx, { ...pair, commandId, issuedAt: null })).outboxIds;
     } else {
-      await declineRequest(tx, { ...pair, seq: row.tokenSeq, commandId });
+      if (await declineRequest(tx, { ...pair, seq: row.tokenSeq, commandId })) await insertEvents(tx, [accessEvent('access.declined', pair, commandId)]);
       outboxIds = await insertPartnerNotices(tx, [{ ...pair, kind: 'declined', seq: row.tokenSeq, key: partnerNoticeKey('declined', { ...pair, seq: row.tokenSeq }) }]);
     }
     await markLinkAnswered(tx, hash, d.outcome === 'active' ? 'granted' : 'declined');

@@ -8,6 +8,8 @@ import {
 } from '../db/partner-store.js';
 import { applyGrant } from './grant.js';
 import { recalculateCredit } from './credit.js';
+import { insertEvents } from '../db/webhook-store.js';
+import { accessEvent } from '../webhooks/events.js';
 
 /** What a handler needs besides its transaction. */
 export interface HandlerEnv {
@@ -48,7 +50,7 @@ async function requireClient(tx: Em, partnerId: string, hubId: string): Promise<
  * idempotent on its own: running it twice on the same command leaves the same state (upserts,
  * set-based updates guarded by the current state, outbox rows keyed by the command).
  */
-export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.revoke'>]: Handler<K> } = {
+export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.revoke' | 'access.resend' | 'access.extend'>]: Handler<K> } = {
   async 'partner.upsert'(tx, cmd, env) {
     const created = await upsertPartner(tx, {
       id: env.partnerId, name: cmd.name, emailDomains: cmd.emailDomains, team: cmd.team,
@@ -73,6 +75,7 @@ export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.re
     await requireEmployee(tx, env.partnerId, cmd.email);
     await removeEmployee(tx, env.partnerId, cmd.email);
     const revoked = await revokeAllAccess(tx, { partnerId: env.partnerId, email: cmd.email, commandId: env.commandId, issuedAt: env.issuedAt });
+    await insertEvents(tx, revoked.map((r) => accessEvent('access.revoked', { partnerId: env.partnerId, hubId: r.hub_id, email: r.email }, env.commandId)));
     return done({ outcome: 'removed', revoked: revoked.length });
   },
 
@@ -94,7 +97,9 @@ export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.re
     if (cmd.portalUserEmails !== undefined) {
       await lockClientEmails(tx, cmd.portalUserEmails.map((email) => ({ hubId: cmd.hubId, email })));
       await replacePortalUsers(tx, cmd.hubId, cmd.portalUserEmails);
-      activated = (await activateManualRequests(tx, cmd.hubId, env.commandId)).length;
+      const active = await activateManualRequests(tx, cmd.hubId, env.commandId);
+      await insertEvents(tx, active.map((pair) => accessEvent('access.active', pair, env.commandId)));
+      activated = active.length;
     }
     return done({ outcome: created ? 'created' : 'updated', ...(activated ? { activated } : {}) });
   },
@@ -103,6 +108,7 @@ export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.re
     await requireClient(tx, env.partnerId, cmd.hubId);
     await terminateClient(tx, env.partnerId, cmd.hubId);
     const revoked = await revokeAllAccess(tx, { partnerId: env.partnerId, hubId: cmd.hubId, commandId: env.commandId, issuedAt: env.issuedAt });
+    await insertEvents(tx, revoked.map((r) => accessEvent('access.revoked', { partnerId: env.partnerId, hubId: r.hub_id, email: r.email }, env.commandId)));
     return done({ outcome: 'terminated', revoked: revoked.length });
   },
 
@@ -125,7 +131,7 @@ export const handlers: { [K in Exclude<CommandType, 'access.assign' | 'access.re
 
   async 'credit.recalculate'(tx, cmd, env) {
     await requirePartner(tx, env.partnerId);
-    const snapshot = await recalculateCredit(tx, env.partnerId, { now: env.now, renewalAlertDays: env.renewalAlertDays, ...(cmd.month ? { month: cmd.month } : {}) });
+    const snapshot = await recalculateCredit(tx, env.partnerId, { now: env.now, renewalAlertDays: env.renewalAlertDays, commandId: env.commandId, ...(cmd.month ? { month: cmd.month } : {}) });
     return done({ outcome: 'recalculated', ...snapshot });
   },
 

@@ -127,6 +127,10 @@ export const commandSchemas = {
   'access.assign': command('access.assign', { ...pairs, accessUntil: accessUntilSchema.optional() }).superRefine(maxPairs),
   'access.grant': command('access.grant', { clientHubId: hubId, employeeEmail: email }),
   'access.revoke': command('access.revoke', pairs).superRefine(maxPairs),
+  /** Each pending, declined or expired pair is asked again (a new link and email); throttled within an hour of the last email. */
+  'access.resend': command('access.resend', pairs).superRefine(maxPairs),
+  /** Each pending or active pair gets the new end (`null`: no end). */
+  'access.extend': command('access.extend', { ...pairs, accessUntil: accessUntilSchema.nullable() }).superRefine(maxPairs),
   'sale.record': command('sale.record', { saleId: z.string().regex(idPattern), clientHubId: hubId, closedOn: isoDate, mrr: money }),
   'client.churn': command('client.churn', { clientHubId: hubId, on: isoDate }),
   'credit.recalculate': command('credit.recalculate', { month: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be YYYY-MM').optional() }),
@@ -140,7 +144,7 @@ export const isCommandType = (v: unknown): v is CommandType => typeof v === 'str
 /** The `type` of a raw command: its own property only. */
 const typeOf = (raw: object): unknown => (Object.hasOwn(raw, 'type') ? (raw as { type: unknown }).type : undefined);
 /** Commands applied pair by pair, each pair its own job with its own outcome. */
-export const pairTypes: ReadonlySet<CommandType> = new Set(['access.assign', 'access.revoke']);
+export const pairTypes: ReadonlySet<CommandType> = new Set(['access.assign', 'access.revoke', 'access.resend', 'access.extend']);
 
 /** The token scopes that decide which commands a token may post (contract §3). `admin` holds them all. */
 export type CommandScope = 'commands:write' | 'clients:sync' | 'admin';
@@ -176,6 +180,8 @@ export const commandPolicy: { readonly [K in CommandType]: CommandRule } = {
   'access.assign': partner,
   'access.grant': platform,
   'access.revoke': partner,
+  'access.resend': partner,
+  'access.extend': partner,
   'sale.record': platform,
   'client.churn': platform,
   'credit.recalculate': partner,

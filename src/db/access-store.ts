@@ -30,7 +30,7 @@ interface FactsRow {
   client: { status: 'active' | 'terminated' } | null;
   live: string[] | null;
   portal: boolean;
-  access: { state: AccessState; last_issued_at: string | null; request_seq: number; last_email_at: string | null } | null;
+  access: { state: AccessState; last_issued_at: string | null; request_seq: number; last_email_at: string | null; access_until: string | null } | null;
   manual: boolean | null;
   has_contact: boolean | null;
   access_until: string | null;
@@ -41,19 +41,21 @@ const instantOf = (v: string | null): Date | null => (v === null ? null : new Da
 
 /**
  * Everything deciding each pair needs, in one query, one entry per pair in order: its employee and
- * client (assigns only, locked `for share`), the partners holding a live access to the client for
+ * client (assigns only, locked `for share` unless `lock: false`, as a read-only transaction such as
+ * the dry run's must read them), the partners holding a live access to the client for
  * this email, whether the email is a portal user as the platform reports them, this partner's
  * access row, and (assigns only) the partner's request mode, whether the platform knows the
  * client's contact, and the end the pair's command asks for.
  */
-export async function loadPairFacts(tx: Em, pairs: readonly (PairKey & { assign: boolean; commandId?: string })[]): Promise<PairFacts[]> {
+export async function loadPairFacts(tx: Em, pairs: readonly (PairKey & { assign: boolean; commandId?: string })[], opts: { lock?: boolean } = {}): Promise<PairFacts[]> {
   const set = pairs.map((p, i) => ({ i, partner_id: p.partnerId, hub_id: p.hubId, email: p.email, assign: p.assign, command_id: p.commandId ?? null }));
+  const forShare = opts.lock === false ? sql`` : sql`for share`;
   const found = await rows(tx, sql<FactsRow>`select t.i,
-       case when t.assign then (select row_to_json(e) from (select tagged, status from employee where partner_id = t.partner_id and email = t.email for share) e) end as employee,
-       case when t.assign then (select row_to_json(c) from (select status from client where partner_id = t.partner_id and hub_id = t.hub_id for share) c) end as client,
+       case when t.assign then (select row_to_json(e) from (select tagged, status from employee where partner_id = t.partner_id and email = t.email ${forShare}) e) end as employee,
+       case when t.assign then (select row_to_json(c) from (select status from client where partner_id = t.partner_id and hub_id = t.hub_id ${forShare}) c) end as client,
        (select json_agg(partner_id) from access where hub_id = t.hub_id and email = t.email and state in ('pending', 'active')) as live,
        exists (select 1 from portal_user where hub_id = t.hub_id and email = t.email) as portal,
-       (select row_to_json(a) from (select state, last_issued_at, request_seq, last_email_at from access where partner_id = t.partner_id and hub_id = t.hub_id and email = t.email) a) as access,
+       (select row_to_json(a) from (select state, last_issued_at, request_seq, last_email_at, access_until from access where partner_id = t.partner_id and hub_id = t.hub_id and email = t.email) a) as access,
        case when t.assign then (select access_requests = 'manual' from partner where id = t.partner_id) end as manual,
        case when t.assign then (select contact_email is not null from client_account where hub_id = t.hub_id) end as has_contact,
        case when t.assign then (select payload->>'accessUntil' from command where id = t.command_id) end as access_until
@@ -68,6 +70,7 @@ export async function loadPairFacts(tx: Em, pairs: readonly (PairKey & { assign:
       access: r.access ? {
         state: r.access.state, lastIssuedAt: r.access.last_issued_at ? new Date(r.access.last_issued_at) : null,
         requestSeq: r.access.request_seq, lastEmailAt: r.access.last_email_at ? new Date(r.access.last_email_at) : null,
+        accessUntil: r.access.access_until ? new Date(r.access.access_until) : null,
       } : null,
       manualRequests: r.manual === true,
       clientHasContact: r.has_contact === true,
@@ -99,30 +102,33 @@ export interface AccessWrite extends PairKey {
   fresh?: { requestSeq: number | null; accessUntil: Date | null; ttlDays: number };
   /** The client granted the pair now (`granted_at`: the pair is the employee's portal membership). */
   granted?: boolean;
+  /** A new end without a new request (`access.extend`; null: no end): its ending notices start over. */
+  until?: { accessUntil: Date | null };
 }
 
 /**
  * Writes access states (insert or update), many pairs in one statement. The newest command seen on
  * the pair is kept (`last_issued_at` never goes back), so a late older command is superseded.
- * Without `fresh`, only the state moves (a revoke keeps the request's history); `granted` stamps
- * `granted_at`, a fresh state clears it. Callers hold the pairs' (client, email) locks.
+ * Without `fresh`, only the state moves (a revoke keeps the request's history); `until` sets a
+ * new end; `granted` stamps `granted_at`, a fresh state clears it. Callers hold the pairs'
+ * (client, email) locks.
  */
 export async function upsertAccess(tx: Em, writes: readonly AccessWrite[]): Promise<void> {
   const set = writes.map((w) => ({
     partner_id: w.partnerId, hub_id: w.hubId, email: w.email, state: w.state, issued_at: iso(w.issuedAt), command_id: w.commandId,
     fresh: w.fresh !== undefined, request_seq: w.fresh?.requestSeq ?? null, ttl_secs: (w.fresh?.ttlDays ?? 0) * 86_400,
-    access_until: iso(w.fresh?.accessUntil ?? null), granted: w.granted === true,
+    access_until: iso(w.fresh?.accessUntil ?? w.until?.accessUntil ?? null), granted: w.granted === true, set_until: w.until !== undefined,
   }));
   await run(tx, sql`with t as (select * from jsonb_to_recordset(${jsonb(set)}) as t(partner_id text, hub_id text, email text, state text, issued_at timestamptz, command_id text,
-                                   fresh boolean, request_seq int, ttl_secs double precision, access_until timestamptz, granted boolean)),
+                                   fresh boolean, request_seq int, ttl_secs double precision, access_until timestamptz, granted boolean, set_until boolean)),
      u as (update access a set state = t.state, last_issued_at = greatest(a.last_issued_at, t.issued_at), command_id = t.command_id, updated_at = now(),
                   request_seq = coalesce(t.request_seq, a.request_seq),
                   requested_at = case when t.fresh then (case when t.state = 'pending' then now() end) else a.requested_at end,
                   expires_at = case when t.fresh then (case when t.request_seq is not null then now() + make_interval(secs => t.ttl_secs) end) else a.expires_at end,
                   last_email_at = case when t.request_seq is not null then now() else a.last_email_at end,
                   reminders_sent = case when t.request_seq is not null then '[]'::jsonb else a.reminders_sent end,
-                  access_until = case when t.fresh then t.access_until else a.access_until end,
-                  end_reminders_sent = case when t.fresh then '[]'::jsonb else a.end_reminders_sent end,
+                  access_until = case when t.fresh or t.set_until then t.access_until else a.access_until end,
+                  end_reminders_sent = case when t.fresh or t.set_until then '[]'::jsonb else a.end_reminders_sent end,
                   granted_at = case when t.granted then now() when t.fresh then null else a.granted_at end
              from t where a.partner_id = t.partner_id and a.hub_id = t.hub_id and a.email = t.email
            returning a.partner_id, a.hub_id, a.email)
@@ -188,12 +194,16 @@ export async function createRequests(tx: Em, links: readonly RequestLink[], emai
      on conflict (notification_key) do nothing returning id, notification_key`);
 }
 
-/** Records refused pairs (EMAIL_LINKED_TO_OTHER_PARTNER) for the partner's conflict list; once per command and pair. */
-export async function recordConflicts(tx: Em, pairs: readonly (PairKey & { commandId: string })[]): Promise<void> {
+/**
+ * Records refused pairs (EMAIL_LINKED_TO_OTHER_PARTNER) for the partner's conflict list; once per
+ * command and pair. Returns the pairs recorded now (not those recorded before).
+ */
+export async function recordConflicts(tx: Em, pairs: readonly (PairKey & { commandId: string })[]): Promise<(PairKey & { commandId: string })[]> {
   const set = pairs.map((p) => ({ partner_id: p.partnerId, hub_id: p.hubId, email: p.email, command_id: p.commandId }));
-  await run(tx, sql`insert into conflict (partner_id, hub_id, email, command_id)
+  return rows(tx, sql<PairKey & { commandId: string }>`insert into conflict (partner_id, hub_id, email, command_id)
     select partner_id, hub_id, email, command_id from jsonb_to_recordset(${jsonb(set)}) as t(partner_id text, hub_id text, email text, command_id text)
-    on conflict do nothing`);
+    on conflict do nothing
+    returning partner_id as "partnerId", hub_id as "hubId", email, command_id as "commandId"`);
 }
 
 /** Emails become portal users of a client (already one: unchanged). */

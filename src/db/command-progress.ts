@@ -53,12 +53,13 @@ export async function completeCommand(tx: Em, commandId: string, result: Record<
     .execute();
 }
 
-/** A non-pair command failed with its code (a pair command is settled from its items instead). */
-export async function failCommand(em: Em, commandId: string, error: StoredError): Promise<void> {
-  await em.getKysely().updateTable('command')
+/** A non-pair command failed with its code (a pair command is settled from its items instead); returns whether the row changed. */
+export async function failCommand(em: Em, commandId: string, error: StoredError): Promise<boolean> {
+  const r = await em.getKysely().updateTable('command')
     .set({ state: 'failed', error: jsonb(error), finished_at: sql`now()` })
     .where('id', '=', commandId).where('state', '<>', 'completed').where('items_total', '=', 0)
-    .execute();
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
 }
 
 // ---- per-partner order --------------------------------------------------------------------------
@@ -174,13 +175,17 @@ export async function hasOpenItems(em: Em, commandId: string): Promise<boolean> 
   return r?.open !== false;
 }
 
+/** A pair command as {@link settleFromItems} leaves it: the state it had before, its place in the partner's order, and what it is now. */
+export interface SettledCommand { before: CommandState; partner_id: string; seq: string; state: CommandState; type: string; result: unknown; error: StoredError | null }
+
 /**
  * Settles a pair command from its items (state, outcome counts, first failure), computed, not
  * incremented: safe to run concurrently and repeatedly. Returns the state the command had before,
- * and its place in the partner's order.
+ * its place in the partner's order and its settled state (`before` is exact when the caller holds
+ * the command's row lock, see lockCommand).
  */
-export async function settleFromItems(em: Em, commandId: string): Promise<{ before: CommandState; partner_id: string; seq: string } | undefined> {
-  return firstRow(em, sql<{ before: CommandState; partner_id: string; seq: string }>`with before as (select state from command where id = ${commandId}),
+export async function settleFromItems(em: Em, commandId: string): Promise<SettledCommand | undefined> {
+  return firstRow(em, sql<SettledCommand>`with before as (select state from command where id = ${commandId}),
         k as (select case when state = 'failed' then 'failed' else coalesce(outcome, state) end as k, count(*) as n
                 from command_item where command_id = ${commandId} group by 1)
    update command set
@@ -189,7 +194,7 @@ export async function settleFromItems(em: Em, commandId: string): Promise<{ befo
      result = (select jsonb_build_object('pairs', sum(n), 'outcomes', jsonb_object_agg(k, n), 'outcome', case when count(*) = 1 then max(k) else 'mixed' end) from k),
      error = (select error from command_item where command_id = ${commandId} and state = 'failed' order by idx limit 1)
    where id = ${commandId} and items_total > 0
-   returning (select state from before) as before, partner_id, seq`);
+   returning (select state from before) as before, partner_id, seq, state, type, result, error`);
 }
 
 // ---- the reconciler ----------------------------------------------------------------------------

@@ -300,6 +300,68 @@ export const CreditSnapshot = defineEntity({
 });
 export type CreditSnapshot = InferEntity<typeof CreditSnapshot>;
 
+/** A partner's webhook subscription (contract §8). Ending one keeps the row (`endedAt`), so its delivery log stays readable. */
+export const Webhook = defineEntity({
+  name: 'Webhook',
+  tableName: 'webhook',
+  properties: {
+    id: p.text().primary(),
+    partnerId: p.text(),
+    url: p.text(),
+    events: p.json<string[]>(),
+    description: p.text().nullable(),
+    /** The signing key (`whsec_…`): every send is signed with it; shown to the partner once, never listed or logged. */
+    secret: p.text(),
+    createdAt: p.datetime().defaultRaw('now()'),
+    endedAt: p.datetime().nullable(),
+    endReason: p.text().nullable().check("end_reason in ('deleted','gone')"),
+  },
+  indexes: [{ name: 'webhook_live_by_partner', properties: ['partnerId', 'createdAt'], where: 'ended_at is null' }],
+});
+export type Webhook = InferEntity<typeof Webhook>;
+
+/** The outbox of webhook events, written in the transaction of the change each reports; `seq` is their order, `id` the `webhook-id`. */
+export const WebhookEvent = defineEntity({
+  name: 'WebhookEvent',
+  tableName: 'webhook_event',
+  properties: {
+    seq: p.bigint('string').primary().autoincrement(),
+    id: p.text().unique('webhook_event_id_key'),
+    type: p.text(),
+    partnerId: p.text(),
+    data: p.json<Record<string, unknown>>(),
+    createdAt: p.datetime().defaultRaw('now()'),
+  },
+});
+export type WebhookEvent = InferEntity<typeof WebhookEvent>;
+
+/** One event to one subscription: its attempts, last answer and next attempt (`pendingSince` starts the retry window). */
+export const WebhookDelivery = defineEntity({
+  name: 'WebhookDelivery',
+  tableName: 'webhook_delivery',
+  properties: {
+    id: p.bigint('string').primary().autoincrement(),
+    eventSeq: p.bigint('string'),
+    webhookId: p.text(),
+    state: p.text().default('pending').check("state in ('pending','delivered','failed','dropped')"),
+    attempts: p.integer().default(0),
+    lastStatus: p.integer().nullable(),
+    lastError: p.text().nullable(),
+    lastAttemptAt: p.datetime().nullable(),
+    nextAttemptAt: p.datetime().defaultRaw('now()'),
+    pendingSince: p.datetime().defaultRaw('now()'),
+    deliveredAt: p.datetime().nullable(),
+    createdAt: p.datetime().defaultRaw('now()'),
+  },
+  uniques: [{ name: 'webhook_delivery_event_seq_webhook_id_key', properties: ['eventSeq', 'webhookId'] }],
+  indexes: [
+    { name: 'webhook_delivery_pending', properties: ['webhookId', 'eventSeq'], where: "state = 'pending'" },
+    { name: 'webhook_delivery_log', properties: ['webhookId', 'id'] },
+    { name: 'webhook_delivery_due', properties: ['nextAttemptAt'], where: "state = 'pending'" },
+  ],
+});
+export type WebhookDelivery = InferEntity<typeof WebhookDelivery>;
+
 /** Every table of the schema, for `MikroORM.init` and for `em.getKysely()`'s types. */
 export const entities = [
   Partner,
@@ -316,4 +378,7 @@ export const entities = [
   Sale,
   Churn,
   CreditSnapshot,
+  Webhook,
+  WebhookEvent,
+  WebhookDelivery,
 ] as const;

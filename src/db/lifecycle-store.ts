@@ -107,8 +107,8 @@ export async function insertPartnerNotices(tx: Em, notices: readonly (PairRef & 
 
 // ---- the lifecycle sweep ------------------------------------------------------------------------
 
-/** What one sweep step did: pairs changed, and the outbox rows it wrote (to enqueue after commit). */
-export interface SweepStep { changed: number; outboxIds: string[] }
+/** What one sweep step did: pairs changed, the outbox rows it wrote (to enqueue after commit), and the pairs it made `expired` (for their webhook events). */
+export interface SweepStep { changed: number; outboxIds: string[]; expired: PairRef[] }
 
 /**
  * Among `cand` (a CTE of access rows locked `for update skip locked`), those whose (client, email)
@@ -121,8 +121,10 @@ const free = sql`pg_try_advisory_xact_lock(hashtextextended(cand.hub_id || chr(1
 /** An instant as the notification keys spell it (UTC, milliseconds). */
 const isoKey = (col: RawBuilder<unknown>) => sql`to_char(${col} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
-interface StepRow { changed: number; ids: string[] }
-const stepResult = (r: StepRow | undefined): SweepStep => ({ changed: r?.changed ?? 0, outboxIds: (r?.ids ?? []).map(String) });
+interface StepRow { changed: number; ids: string[]; expired?: PairRef[] }
+const stepResult = (r: StepRow | undefined): SweepStep => ({ changed: r?.changed ?? 0, outboxIds: (r?.ids ?? []).map(String), expired: r?.expired ?? [] });
+/** The pairs of an `upd` CTE, as JSON (a step's `expired`). */
+const expiredPairs = sql`coalesce((select json_agg(json_build_object('partnerId', partner_id, 'hubId', hub_id, 'email', email)) from upd), '[]') as expired`;
 
 /**
  * Step 1: pending requests past their expiry become `expired` (their links answer "expired"), at
@@ -141,7 +143,7 @@ export async function expireDueRequests(tx: Em, limit: number): Promise<SweepSte
                        'partner.expired:' || a.partner_id || ':' || a.hub_id || ':' || a.email || ':' || a.request_seq as key),
      ins as (insert into outbox (notification_key, kind, partner_id, payload) ${partnerNoticeRows(sql`upd`)}
              on conflict (notification_key) do nothing returning id)
-     select (select count(*) from upd)::int as changed, coalesce((select json_agg(id::text) from ins), '[]') as ids`));
+     select (select count(*) from upd)::int as changed, coalesce((select json_agg(id::text) from ins), '[]') as ids, ${expiredPairs}`));
 }
 
 /**
@@ -151,7 +153,7 @@ export async function expireDueRequests(tx: Em, limit: number): Promise<SweepSte
  * decision (only `pending`). Days that fell due together give one email (the nearest day's).
  */
 export async function remindDueRequests(tx: Em, days: readonly number[], limit: number): Promise<SweepStep> {
-  if (!days.length) return { changed: 0, outboxIds: [] };
+  if (!days.length) return { changed: 0, outboxIds: [], expired: [] };
   const maxSecs = Math.max(...days) * 86_400;
   const dueDays = sql`select min(d.v::float8) as day, jsonb_agg(d.v) as days
                         from jsonb_array_elements(${jsonb(days)}) as d(v)
@@ -198,7 +200,7 @@ export async function endDueAccess(tx: Em, limit: number): Promise<SweepStep> {
      keyed as (select u.*, u.kind || ':' || u.partner_id || ':' || u.hub_id || ':' || u.email || ':' || ${isoKey(sql`u.access_until`)} as key from upd u),
      ins as (insert into outbox (notification_key, kind, partner_id, payload) ${partnerNoticeRows(sql`keyed`)}
              on conflict (notification_key) do nothing returning id)
-     select (select count(*) from upd)::int as changed, coalesce((select json_agg(id::text) from ins), '[]') as ids`));
+     select (select count(*) from upd)::int as changed, coalesce((select json_agg(id::text) from ins), '[]') as ids, ${expiredPairs}`));
 }
 
 /**
@@ -207,7 +209,7 @@ export async function endDueAccess(tx: Em, limit: number): Promise<SweepStep> {
  * changes). Days that fell due together give one email (the nearest day's).
  */
 export async function noticeEndingAccess(tx: Em, days: readonly number[], limit: number): Promise<SweepStep> {
-  if (!days.length) return { changed: 0, outboxIds: [] };
+  if (!days.length) return { changed: 0, outboxIds: [], expired: [] };
   const maxSecs = Math.max(...days) * 86_400;
   const dueDays = sql`select min(d.v::float8) as day, jsonb_agg(d.v) as days
                         from jsonb_array_elements(${jsonb(days)}) as d(v)

@@ -20,22 +20,29 @@ export async function partnerExists(em: Em, partnerId: string): Promise<boolean>
   return row !== undefined;
 }
 
+/** The states of an access that was not revoked. */
+export type UnrevokedState = 'pending' | 'active' | 'declined' | 'expired';
 /** A live access of an employee (not revoked). */
-export interface EmployeeAccess { hubId: string; access: string }
+export interface EmployeeAccess { hubId: string; access: UnrevokedState }
 /** A partner's employee with its live accesses, by client. */
-export interface EmployeeRow { email: string; name: string | null; tagged: boolean; status: string; clients: EmployeeAccess[] }
+export interface EmployeeRow { email: string; name: string | null; tagged: boolean; status: 'active' | 'removed'; clients: EmployeeAccess[] }
 
-/** The partner's employees (by email) with their live accesses (by client). */
-export async function listEmployeesWithAccess(em: Em, partnerId: string): Promise<EmployeeRow[]> {
+/** One page of a list ordered by a text key: the `limit` items after `after` (null: from the start). */
+export interface KeyPage { after: string | null; limit: number }
+
+/** The partner's employees (by email) with their live accesses (by client); one page of them. */
+export async function listEmployeesWithAccess(em: Em, partnerId: string, page: KeyPage): Promise<EmployeeRow[]> {
   return rows(em, sql<EmployeeRow>`
     select e.email, e.name, e.tagged, e.status,
            coalesce((select json_agg(json_build_object('hubId', a.hub_id, 'access', a.state) order by a.hub_id)
                        from access a where a.partner_id = e.partner_id and a.email = e.email and a.state <> 'revoked'), '[]') as clients
-      from employee e where e.partner_id = ${partnerId} order by e.email`);
+      from employee e where e.partner_id = ${partnerId} ${page.after === null ? sql`` : sql`and e.email > ${page.after}`}
+     order by e.email
+     limit ${page.limit}::int`);
 }
 
 /** An access to a client that was not revoked (pending, active, declined or expired). */
-export interface ClientAccess { email: string; access: string }
+export interface ClientAccess { email: string; access: UnrevokedState }
 /**
  * A client of a partner's list: the partner's relationship (`name`, `status`), the platform's facts
  * (`mrr` is `numeric`, a string; `renewalDate` YYYY-MM-DD), and its accesses that were not revoked
@@ -45,7 +52,7 @@ export interface ClientAccess { email: string; access: string }
 export interface ClientRow {
   hubId: string;
   name: string;
-  status: string;
+  status: 'active' | 'terminated';
   mrr: string;
   products: string[];
   renewalDate: string | null;
@@ -56,7 +63,7 @@ export interface ClientRow {
   employeeCount?: number;
 }
 
-const clientRows = (partnerId: string, hubId: string | null, withEmployees: boolean) => sql<ClientRow>`
+const clientRows = (partnerId: string, hubId: string | null, withEmployees: boolean, page: KeyPage | null = null) => sql<ClientRow>`
   select c.hub_id as "hubId", c.name, c.status, coalesce(ca.mrr, 0) as mrr, coalesce(ca.products, '[]') as products,
          to_char(ca.renewal_date, 'YYYY-MM-DD') as "renewalDate", ca.contact_email as "contactEmail", coalesce(ca.locale, 'en') as locale, coalesce(ca.info, '{}') as info,
          ${withEmployees
@@ -66,11 +73,13 @@ const clientRows = (partnerId: string, hubId: string | null, withEmployees: bool
     from client c
     left join client_account ca on ca.hub_id = c.hub_id
    where c.partner_id = ${partnerId} ${hubId === null ? sql`` : sql`and c.hub_id = ${hubId}`}
-   order by c.hub_id`;
+     ${page?.after == null ? sql`` : sql`and c.hub_id > ${page.after}`}
+   order by c.hub_id
+   ${page === null ? sql`` : sql`limit ${page.limit}::int`}`;
 
-/** The partner's client list (by hubId) with access states (`withEmployees`) or their count. */
-export async function listClientsWithAccess(em: Em, partnerId: string, opts: { withEmployees: boolean }): Promise<ClientRow[]> {
-  return rows(em, clientRows(partnerId, null, opts.withEmployees));
+/** The partner's client list (by hubId) with access states (`withEmployees`) or their count; one page of it. */
+export async function listClientsWithAccess(em: Em, partnerId: string, opts: { withEmployees: boolean } & KeyPage): Promise<ClientRow[]> {
+  return rows(em, clientRows(partnerId, null, opts.withEmployees, opts));
 }
 
 /** One client of the partner's list, or undefined. */
@@ -109,20 +118,23 @@ export async function findPartnerSummary(em: Em, partnerId: string): Promise<Par
   return em.getKysely().selectFrom('partner').select(['name', 'locale', 'team']).where('id', '=', partnerId).executeTakeFirst();
 }
 
-/** A duplicate-email conflict the partner ran into (`at` as Postgres writes it). */
-export interface ConflictRow { email: string; hubId: string; commandId: string; at: string }
+/**
+ * A duplicate-email conflict the partner ran into (`at` as Postgres writes it); `id` and `cursorAt`
+ * (`at` to the microsecond) place it for the next page's cursor.
+ */
+export interface ConflictRow { id: string; email: string; hubId: string; commandId: string; at: string; cursorAt: string }
 
-/** The partner's latest 1000 conflicts, newest first. */
-export async function listConflicts(em: Em, partnerId: string): Promise<ConflictRow[]> {
-  return em.getKysely()
-    .selectFrom('conflict')
-    .select(['email', 'hub_id as hubId', 'command_id as commandId', 'at'])
-    .where('partner_id', '=', partnerId)
-    .orderBy('at', 'desc')
-    .orderBy('id', 'desc')
-    .limit(1000)
-    .$castTo<ConflictRow>()
-    .execute();
+/** Where a page of conflicts starts: after this (at, id), newest first. */
+export interface ConflictCursor { at: string; id: string }
+
+/** The partner's conflicts, newest first: the `limit` after `after`. Keyset-paginated: (at, id) descending. */
+export async function listConflicts(em: Em, partnerId: string, page: { after: ConflictCursor | null; limit: number }): Promise<ConflictRow[]> {
+  return rows(em, sql<ConflictRow>`select id::text as id, email, hub_id as "hubId", command_id as "commandId", at, at::text as "cursorAt"
+    from conflict
+   where partner_id = ${partnerId}
+     ${page.after === null ? sql`` : sql`and (at, id) < (${page.after.at}::timestamptz, ${page.after.id}::bigint)`}
+   order by at desc, id desc
+   limit ${page.limit}::int`);
 }
 
 /** The last computed credit of a partner (`numeric` values as strings). */

@@ -1,7 +1,7 @@
-import { decideAssignment, decideRevoke, laterOf, type AccessFacts, type AccessState, type ClientFacts, type Decision, type EmployeeFacts } from './access.js';
+import { decideAssignment, decideExtend, decideResend, decideRevoke, laterOf, type AccessFacts, type AccessState, type AssignFacts, type ClientFacts, type Decision, type EmployeeFacts } from './access.js';
 import { DomainError } from './errors.js';
 
-/** One pair of an `access.assign` / `access.revoke` command, as a batch applies it. */
+/** One pair of a pair command (`access.assign`, `access.revoke`, `access.resend`, `access.extend`), as a batch applies it. */
 export interface BatchPair {
   partnerId: string;
   hubId: string;
@@ -11,7 +11,7 @@ export interface BatchPair {
   idx: number;
   /** The command's issuedAt, when given. */
   issuedAt: Date | null;
-  type: 'access.assign' | 'access.revoke';
+  type: 'access.assign' | 'access.revoke' | 'access.resend' | 'access.extend';
 }
 
 /** What the database holds about one pair when its batch starts. */
@@ -30,7 +30,7 @@ export interface PairFacts {
   manualRequests?: boolean;
   /** Whether the platform knows the client's contact for access requests. Default: true. */
   clientHasContact?: boolean;
-  /** The end that the pair's `access.assign` asks for (`accessUntil`), if any. */
+  /** The end that the pair's `access.assign` or `access.extend` asks for (`accessUntil`; null: none). */
   accessUntil?: Date | null;
 }
 
@@ -43,8 +43,11 @@ export type PairOutcomeOrError = { ok: true; decision: Decision; outboxId?: stri
  */
 export interface FreshPair { requestSeq: number | null; accessUntil: Date | null }
 
-/** An access row to write: a new state, or (state null) only the newest command seen on it. */
-export interface PlannedWrite { pair: BatchPair; state: AccessState | null; issuedAt: Date | null; fresh?: FreshPair }
+/**
+ * An access row to write: a new state, or (state null) only the newest command seen on it.
+ * `until`: a new end of the pair without a new request (`access.extend`; null: no end).
+ */
+export interface PlannedWrite { pair: BatchPair; state: AccessState | null; issuedAt: Date | null; fresh?: FreshPair; until?: { accessUntil: Date | null } }
 
 /** A new request to the client: a grant link for `seq` and a place in the client's email (`i`: the pair's index in the batch). */
 export interface PlannedRequest { pair: BatchPair; i: number; seq: number }
@@ -76,8 +79,9 @@ const hk = (p: { hubId: string; email: string }) => `${p.hubId}\n${p.email}`;
  * transaction. Refusals that retrying cannot fix are returned as DomainErrors, not thrown.
  * A request that emails the client takes the pair's next `requestSeq`; only a request the pair
  * still has when the batch ends is sent (an assign then a revoke of the same pair sends nothing).
+ * `now` is when the batch applies (a resend within an hour of the pair's last email is throttled).
  */
-export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairFacts[]): PairBatchPlan {
+export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairFacts[], now: Date): PairBatchPlan {
   // The batch's own view of the world, updated as each pair is decided.
   const access = new Map<string, AccessFacts | null>();
   const live = new Map<string, Set<string>>();
@@ -95,13 +99,17 @@ export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairF
     const current = access.get(pk(p)) ?? null;
     const liveHere = live.get(hk(p))!;
     let decision: Decision;
+    const asked = (): AssignFacts => ({
+      employee: f.employee, client: f.client, access: current, linkedToOtherPartner: [...liveHere].some((x) => x !== p.partnerId),
+      isPortalUser: f.portal, issuedAt: p.issuedAt, manualRequests: f.manualRequests ?? false, clientHasContact: f.clientHasContact ?? true,
+    });
     try {
-      decision = p.type === 'access.assign'
-        ? decideAssignment({
-          employee: f.employee, client: f.client, access: current, linkedToOtherPartner: [...liveHere].some((x) => x !== p.partnerId),
-          isPortalUser: f.portal, issuedAt: p.issuedAt, manualRequests: f.manualRequests ?? false, clientHasContact: f.clientHasContact ?? true,
-        })
-        : decideRevoke(current, p.issuedAt);
+      switch (p.type) {
+        case 'access.assign': decision = decideAssignment(asked()); break;
+        case 'access.resend': decision = decideResend(asked(), now); break;
+        case 'access.extend': decision = decideExtend(current, p.issuedAt); break;
+        case 'access.revoke': decision = decideRevoke(current, p.issuedAt); break;
+      }
     } catch (err) {
       if (!(err instanceof DomainError)) throw err;
       if (err.code === 'EMAIL_LINKED_TO_OTHER_PARTNER') plan.conflicts.push(p);
@@ -113,11 +121,21 @@ export function planPairBatch(pairs: readonly BatchPair[], facts: readonly PairF
     const prior = writes.get(pk(p));
     const issuedAt = laterOf(prior?.issuedAt ?? null, p.issuedAt);
     const lastIssuedAt = laterOf(current?.lastIssuedAt ?? null, p.issuedAt);
-    if ('state' in decision) {
+    if ('state' in decision && decision.outcome === 'extended') {
+      // A new end, same state and request: merged into what the batch already writes on the pair.
+      const until = f.accessUntil ?? null;
+      const w: PlannedWrite = { ...prior, pair: prior?.pair ?? p, state: decision.state, issuedAt };
+      if (w.fresh) w.fresh = { ...w.fresh, accessUntil: until };
+      else w.until = { accessUntil: until };
+      writes.set(pk(p), w);
+      access.set(pk(p), { ...current, state: decision.state, lastIssuedAt, accessUntil: until });
+    } else if ('state' in decision) {
       const seq = (current?.requestSeq ?? 0) + (decision.emailClient === true ? 1 : 0);
-      const fresh: FreshPair | undefined = decision.state === 'revoked' ? undefined : { requestSeq: decision.emailClient === true ? seq : null, accessUntil: f.accessUntil ?? null };
+      // A resend keeps the pair's end; an assignment sets the end it asks for.
+      const accessUntil = decision.outcome === 'resent' ? current?.accessUntil ?? null : f.accessUntil ?? null;
+      const fresh: FreshPair | undefined = decision.state === 'revoked' ? undefined : { requestSeq: decision.emailClient === true ? seq : null, accessUntil };
       writes.set(pk(p), { pair: p, state: decision.state, issuedAt, ...(fresh ? { fresh } : {}) });
-      access.set(pk(p), { ...current, state: decision.state, lastIssuedAt, requestSeq: seq });
+      access.set(pk(p), { ...current, state: decision.state, lastIssuedAt, requestSeq: seq, accessUntil, ...(decision.emailClient === true ? { lastEmailAt: now } : {}) });
       if (decision.state === 'revoked') {
         liveHere.delete(p.partnerId);
         plan.revoked.push(p);

@@ -33,6 +33,16 @@ export function formatDuration(locale: Locale, days: number): string {
   return new Intl.NumberFormat(locale, { style: 'unit', unit, unitDisplay: 'long', maximumFractionDigits: 0 }).format(Math.max(1, Math.round(value)));
 }
 
+/**
+ * "In" a length of time, in the locale's grammar ("in 14 days", "om 14 dagar", "in 14 Tagen",
+ * "tra 14 giorni", "em 14 dias"): decimals of a day read as hours, minutes or seconds.
+ */
+export function formatIn(locale: Locale, days: number): string {
+  const secs = Math.max(0, days * 86_400);
+  const [value, unit]: [number, Intl.RelativeTimeFormatUnit] = secs >= 86_400 ? [secs / 86_400, 'day'] : secs >= 3600 ? [secs / 3600, 'hour'] : secs >= 60 ? [secs / 60, 'minute'] : [secs, 'second'];
+  return new Intl.RelativeTimeFormat(locale, { numeric: 'always' }).format(Math.max(1, Math.round(value)), unit);
+}
+
 /** An instant in words, in the locale, in UTC ("December 24, 2026 at 6:00 AM UTC"). */
 export function formatInstant(locale: Locale, at: Date): string {
   return `${new Intl.DateTimeFormat(locale, { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' }).format(at)} UTC`;
@@ -48,8 +58,8 @@ export interface Messages {
     greeting: (client: string) => string;
     body: (partner: string, employee: string) => string;
     action: string;
-    /** `duration`: formatted with {@link formatDuration}. */
-    expiry: (duration: string) => string;
+    /** `inTime`: formatted with {@link formatIn} ("in 14 days"). */
+    expiry: (inTime: string) => string;
     ignore: string;
     /** What the link's page offers. */
     choice: string;
@@ -61,8 +71,8 @@ export interface Messages {
   reminder: {
     subject: (partner: string, employee: string) => string;
     body: (partner: string, employee: string) => string;
-    /** `duration`: how long the request still runs. */
-    expiresIn: (duration: string) => string;
+    /** `inTime`: when the request expires, formatted with {@link formatIn}. */
+    expiresIn: (inTime: string) => string;
   };
   /** The client's pages behind the link. */
   page: {
@@ -111,7 +121,7 @@ const en: Messages = {
     greeting: (c) => `Hello ${c},`,
     body: (p, e) => `Your partner ${p} would like ${e} to get access to your account.`,
     action: 'Grant access',
-    expiry: (d) => `This link works once and expires in ${d}.`,
+    expiry: (d) => `This link works once and expires ${d}.`,
     ignore: 'If you did not expect this request, you can ignore this email.',
     choice: 'The link opens a page where you grant or decline the request.',
     subjectMany: (p, n) => `${p} asks for access for ${n} people`,
@@ -120,7 +130,7 @@ const en: Messages = {
   reminder: {
     subject: (p, e) => `Reminder: ${p} asks for access for ${e}`,
     body: (p, e) => `Your partner ${p} is still waiting for your answer: should ${e} get access to your account?`,
-    expiresIn: (d) => `The request expires in ${d}.`,
+    expiresIn: (d) => `The request expires ${d}.`,
   },
   page: {
     confirmTitle: 'Grant access?',
@@ -166,7 +176,7 @@ const sv: Messages = {
     greeting: (c) => `Hej ${c},`,
     body: (p, e) => `Din partner ${p} vill att ${e} får åtkomst till ert konto.`,
     action: 'Ge åtkomst',
-    expiry: (d) => `Länken fungerar en gång och upphör om ${d}.`,
+    expiry: (d) => `Länken fungerar en gång och upphör ${d}.`,
     ignore: 'Om du inte väntade dig denna begäran kan du ignorera detta mejl.',
     choice: 'Länken öppnar en sida där du godkänner eller avböjer begäran.',
     subjectMany: (p, n) => `${p} ber om åtkomst för ${n} personer`,
@@ -175,7 +185,7 @@ const sv: Messages = {
   reminder: {
     subject: (p, e) => `Påminnelse: ${p} ber om åtkomst för ${e}`,
     body: (p, e) => `Din partner ${p} väntar fortfarande på ditt svar: ska ${e} få åtkomst till ert konto?`,
-    expiresIn: (d) => `Begäran upphör om ${d}.`,
+    expiresIn: (d) => `Begäran upphör ${d}.`,
   },
   page: {
     confirmTitle: 'Ge åtkomst?',
@@ -221,7 +231,7 @@ const de: Messages = {
     greeting: (c) => `Hallo ${c},`,
     body: (p, e) => `Ihr Partner ${p} möchte, dass ${e} Zugriff auf Ihr Konto erhält.`,
     action: 'Zugriff gewähren',
-    expiry: (d) => `Dieser Link funktioniert einmal und läuft in ${d} ab.`,
+    expiry: (d) => `Dieser Link funktioniert einmal und läuft ${d} ab.`,
     ignore: 'Wenn Sie diese Anfrage nicht erwartet haben, können Sie diese E-Mail ignorieren.',
     choice: 'Der Link öffnet eine Seite, auf der Sie die Anfrage annehmen oder ablehnen.',
     subjectMany: (p, n) => `${p} bittet um Zugriff für ${n} Personen`,
@@ -230,7 +240,7 @@ const de: Messages = {
   reminder: {
     subject: (p, e) => `Erinnerung: ${p} bittet um Zugriff für ${e}`,
     body: (p, e) => `Ihr Partner ${p} wartet noch auf Ihre Antwort: Soll ${e} Zugriff auf Ihr Konto erhalten?`,
-    expiresIn: (d) => `Die Anfrage läuft in ${d} ab.`,
+    expiresIn: (d) => `Die Anfrage läuft ${d} ab.`,
   },
   page: {
     confirmTitle: 'Zugriff gewähren?',
@@ -276,7 +286,7 @@ const it: Messages = {
     greeting: (c) => `Ciao ${c},`,
     body: (p, e) => `Il tuo partner ${p} vorrebbe che ${e} avesse accesso al tuo account.`,
     action: "Concedi l'accesso",
-    expiry: (d) => `Questo link funziona una sola volta e scade tra ${d}.`,
+    expiry: (d) => `Questo link funziona una sola volta e scade ${d}.`,
     ignore: 'Se non ti aspettavi questa richiesta, puoi ignorare questa email.',
     choice: 'Il link apre una pagina in cui puoi accettare o rifiutare la richiesta.',
     subjectMany: (p, n) => `${p} chiede l'accesso per ${n} persone`,
@@ -285,7 +295,7 @@ const it: Messages = {
   reminder: {
     subject: (p, e) => `Promemoria: ${p} chiede l'accesso per ${e}`,
     body: (p, e) => `Il tuo partner ${p} attende ancora la tua risposta: ${e} deve avere accesso al tuo account?`,
-    expiresIn: (d) => `La richiesta scade tra ${d}.`,
+    expiresIn: (d) => `La richiesta scade ${d}.`,
   },
   page: {
     confirmTitle: "Concedere l'accesso?",
@@ -331,7 +341,7 @@ const pt: Messages = {
     greeting: (c) => `Olá ${c},`,
     body: (p, e) => `O seu parceiro ${p} gostaria que ${e} tivesse acesso à sua conta.`,
     action: 'Conceder acesso',
-    expiry: (d) => `Este link funciona uma vez e expira em ${d}.`,
+    expiry: (d) => `Este link funciona uma vez e expira ${d}.`,
     ignore: 'Se não esperava este pedido, pode ignorar este email.',
     choice: 'O link abre uma página onde pode aceitar ou recusar o pedido.',
     subjectMany: (p, n) => `${p} pede acesso para ${n} pessoas`,
@@ -340,7 +350,7 @@ const pt: Messages = {
   reminder: {
     subject: (p, e) => `Lembrete: ${p} pede acesso para ${e}`,
     body: (p, e) => `O seu parceiro ${p} ainda aguarda a sua resposta: ${e} deve ter acesso à sua conta?`,
-    expiresIn: (d) => `O pedido expira em ${d}.`,
+    expiresIn: (d) => `O pedido expira ${d}.`,
   },
   page: {
     confirmTitle: 'Conceder acesso?',

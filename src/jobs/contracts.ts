@@ -27,6 +27,8 @@ export const QUEUES = {
   credit: 'credit',
   /** The lifecycle sweep (job scheduler `lifecycle-sweep`): request expiry, reminders, time-bound access ends and their notices. */
   lifecycle: 'lifecycle',
+  /** Webhook deliveries: one job per subscription with something to send (`{webhookId}`), sending its deliveries one at a time in event order. */
+  webhooks: 'webhooks',
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
@@ -62,6 +64,8 @@ export const jobIds = {
   pair: (commandId: string, idx: number) => `p.${safe(commandId)}.${idx}`,
   pairRange: (commandId: string, from: number, to: number) => `p.${safe(commandId)}.${from}-${to}`,
   mail: (outboxId: string | number) => `m.${outboxId}`,
+  /** The one delivery job of a webhook subscription (at most one exists at a time: its deliveries go one by one, in order). */
+  webhook: (webhookId: string) => `wh.${safe(webhookId)}`,
   /** One partner's own recalculation in a run. */
   credit: (partnerId: string, runId: string) => `r.${safe(partnerId)}.${runId}`,
   /**
@@ -94,6 +98,7 @@ const recalcAllJob = z.object({
 const recalcGroupJob = z.object({ partnerIds: z.array(partnerId).min(1).max(1000), runId }).strict();
 const recalcPartnerJob = z.object({ partnerId, isolatedFrom: z.string().min(1).max(300).optional() }).strict();
 const lifecycleSweepJob = z.object({}).strict();
+const webhookJob = z.object({ webhookId: z.string().regex(/^wh_[A-Za-z0-9]{8,64}$/) }).strict();
 
 export type CommandJob = z.infer<typeof commandJob>;
 export type PairRangeJob = z.infer<typeof pairRangeJob>;
@@ -105,6 +110,7 @@ export type RecalcGroupJob = z.infer<typeof recalcGroupJob>;
 export type RecalcPartnerJob = z.infer<typeof recalcPartnerJob>;
 export type CreditJob = RecalcAllJob | RecalcGroupJob | RecalcPartnerJob;
 export type LifecycleSweepJob = z.infer<typeof lifecycleSweepJob>;
+export type WebhookJob = z.infer<typeof webhookJob>;
 
 /**
  * Every job, by kind. `name` is the BullMQ job name; null for `commands` and `pairs` jobs, which are
@@ -137,6 +143,14 @@ export const jobContracts = {
    * two at once, sends nothing twice. A failure retries with backoff; the next tick redoes it anyway.
    */
   lifecycleSweep: { queue: QUEUES.lifecycle, name: 'lifecycle-sweep', schema: lifecycleSweepJob, jobId: null, options: { ...defaultJobOptions, attempts: 3, removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } } },
+  /**
+   * A subscription's deliveries, sent one at a time in event order until none is due; while the
+   * oldest waits for its retry, the job waits (delayed) with it, holding the later ones. Idempotency
+   * key: the delivery row (a delivered one is never sent again; a crash mid-send sends it again,
+   * with the same webhook-id). Removed when finished, so the next event can add it again; a
+   * failure of the job itself (the database) retries it, and the reconciler re-adds a lost one.
+   */
+  webhookDeliver: { queue: QUEUES.webhooks, name: 'deliver', schema: webhookJob, jobId: (d: WebhookJob) => jobIds.webhook(d.webhookId), options: { attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: true } },
 } as const;
 
 export type JobKind = keyof typeof jobContracts;

@@ -103,3 +103,23 @@ export async function upsertSchedulers(ctx: { queues: Pick<Queues, 'credit' | 'l
   await upsertRecalcScheduler(ctx);
   await upsertLifecycleScheduler(ctx);
 }
+
+/**
+ * The delivery job of each webhook subscription (one per subscription: adding it while it exists
+ * adds nothing, and the job sends whatever is pending when it runs). With `promote`, a job that
+ * waits for a retry runs now (a redelivery was asked for).
+ */
+export async function enqueueWebhookDeliveries(queues: Pick<Queues, 'webhooks'>, webhookIds: readonly string[], opts: { promote?: boolean } = {}): Promise<void> {
+  const ids = [...new Set(webhookIds)];
+  if (!ids.length) return;
+  const c = jobContracts.webhookDeliver;
+  await queues.webhooks.addBulk(ids.map((webhookId) => {
+    const data = { webhookId };
+    return { name: c.name, data, opts: { ...c.options, jobId: c.jobId(data) } };
+  }));
+  if (!opts.promote) return;
+  for (const webhookId of ids) {
+    const job = await queues.webhooks.getJob(c.jobId({ webhookId }));
+    if (job && (await job.isDelayed())) await job.promote().catch(() => undefined); // it started meanwhile: it will find the delivery
+  }
+}

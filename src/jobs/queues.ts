@@ -1,6 +1,6 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { defaultJobOptions, QUEUES, type CommandJob, type CreditJob, type LifecycleSweepJob, type MailJob, type PairJob, type QueueName } from './contracts.js';
+import { defaultJobOptions, QUEUES, type CommandJob, type CreditJob, type LifecycleSweepJob, type MailJob, type PairJob, type QueueName, type WebhookJob } from './contracts.js';
 
 export { QUEUES, type QueueName } from './contracts.js';
 
@@ -89,6 +89,10 @@ export const QUEUE_INFO: Record<QueueName, { displayName: string; description: s
     displayName: 'Request lifecycle',
     description: 'The lifecycle-sweep job scheduler (every LIFECYCLE_SWEEP_MS): expires due requests and time-bound accesses, writes reminders and partner notices (sent by "Emails").',
   },
+  webhooks: {
+    displayName: 'Webhook deliveries',
+    description: 'One "deliver" job per webhook subscription with something to send: its deliveries one at a time, in event order, signed; a job waiting (delayed) holds a delivery that is being retried. Its data is the subscription id; the delivery log is GET /v1/partners/{id}/webhooks/{webhookId}/deliveries.',
+  },
 };
 
 /**
@@ -135,6 +139,7 @@ export interface Queues {
   mail: Queue<MailJob>;
   credit: Queue<CreditJob>;
   lifecycle: Queue<LifecycleSweepJob>;
+  webhooks: Queue<WebhookJob>;
   connection: RedisClient;
   /** QUEUE_PREFIX (other keys of the service, such as web sessions, live under it). */
   prefix: string;
@@ -165,6 +170,7 @@ export async function createQueues(target: RedisTarget | string, prefix: string)
     mail: make<MailJob>(QUEUES.mail),
     credit: make<CreditJob>(QUEUES.credit),
     lifecycle: make<LifecycleSweepJob>(QUEUES.lifecycle),
+    webhooks: make<WebhookJob>(QUEUES.webhooks),
   };
   const gate = new AnswerGate(connection);
   return {

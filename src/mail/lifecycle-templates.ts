@@ -1,4 +1,4 @@
-import { formatDuration, formatInstant, localeOf, messages, type Messages } from '../i18n/messages.js';
+import { formatIn, formatInstant, localeOf, messages, type Messages } from '../i18n/messages.js';
 import type { RenderedMail } from './templates.js';
 
 /**
@@ -45,7 +45,7 @@ export const employeeLabel = (email: string, name: string | null | undefined) =>
 export function renderReminder(v: { locale: string; clientName: string; partnerName: string; employee: string; link: string; expiresAt: Date; now: Date }): RenderedMail {
   const lang = localeOf(v.locale);
   const m = messages[lang];
-  const left = formatDuration(lang, Math.max(0, v.expiresAt.getTime() - v.now.getTime()) / 86_400_000);
+  const left = formatIn(lang, Math.max(0, v.expiresAt.getTime() - v.now.getTime()) / 86_400_000);
   const subject = m.reminder.subject(v.partnerName, v.employee);
   return {
     subject,

@@ -9,6 +9,9 @@ import { jobIds } from '../jobs/contracts.js';
 import { classify, payloadOf, PermanentError, toUnrecoverable } from './failures.js';
 import { mustWait, wakeNext } from './command-order.js';
 import { fanOutPairs } from './pairs.js';
+import { publishSettled } from '../jobs/command-events.js';
+import { insertEvents } from '../db/webhook-store.js';
+import { commandEvent } from '../webhooks/events.js';
 
 export interface LoadedCommand {
   id: string;
@@ -38,13 +41,22 @@ export async function runHandler(em: Em, cmd: LoadedCommand, env: HandlerEnv): P
     const handler = handlers[cmd.type as keyof typeof handlers] as (tx: Em, c: Command, env: HandlerEnv) => Promise<HandlerResult>;
     const out = await handler(tx, cmd.command, env);
     await completeCommand(tx, cmd.id, out.result);
+    await insertEvents(tx, [commandEvent(cmd.partnerId, { commandId: cmd.id, commandType: cmd.type, state: 'completed', result: out.result })]);
     return { ...out, replayed: false };
   });
 }
 
-/** Marks a command failed with its code (kept on the log for GET /v1/commands/{id}). */
+/**
+ * Marks a command failed with its code (kept on the log for GET /v1/commands/{id}) and, when that
+ * settles it now, writes its `command.failed` webhook event in the same transaction.
+ */
 export async function markCommandFailed(em: Em, commandId: string, error: { code: string; message: string }): Promise<void> {
-  await failCommand(em, commandId, error);
+  await em.transactional(async (tx) => {
+    const before = await lockCommand(tx, commandId);
+    if (!(await failCommand(tx, commandId, error)) || before?.state === 'failed') return;
+    const row = await loadCommandRow(tx, commandId);
+    if (row) await insertEvents(tx, [commandEvent(row.partner_id, { commandId, commandType: row.type, state: 'failed', error })]);
+  });
 }
 
 /**
@@ -65,6 +77,7 @@ export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'id' | '
     const f = classify(err);
     if (f.kind === 'permanent') {
       await markCommandFailed(em, commandId, f);
+      await publishSettled(ctx.queues, commandId);
       throw toUnrecoverable(f);
     }
     throw err;
@@ -88,12 +101,14 @@ export async function processCommandJob(ctx: AppContext, job: Pick<Job, 'id' | '
     const out = await runHandler(em, cmd, { partnerId: cmd.partnerId, commandId, issuedAt: cmd.issuedAt, now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
     await enqueueMailAfterCommit(ctx, out.outboxIds);
     await wakeNext(ctx, cmd.partnerId, cmd.seq);
+    await publishSettled(ctx.queues, commandId);
     return out.result;
   } catch (err) {
     const f = classify(err);
     if (f.kind === 'permanent') {
       await markCommandFailed(em, commandId, f);
       await wakeNext(ctx, cmd.partnerId, cmd.seq);
+      await publishSettled(ctx.queues, commandId);
       throw toUnrecoverable(f);
     }
     throw err;

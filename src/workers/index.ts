@@ -6,6 +6,7 @@ import { QUEUES, workerConnection, type QueueName } from '../jobs/queues.js';
 import { parsePayload } from '../jobs/contracts.js';
 import { markCommandFailed, processCommandJob } from './commands.js';
 import { wakeNextAfter } from './command-order.js';
+import { publishSettled } from '../jobs/command-events.js';
 import { processCreditJob, reportGroupFinished } from './credit-jobs.js';
 import { isUnrecoverable } from './failures.js';
 import { InlineMail } from './inline-mail.js';
@@ -13,6 +14,9 @@ import { processLifecycleSweep } from './lifecycle.js';
 import { failMailFinally, outboxLoader, processMailJob, sentMarker } from './mail.js';
 import { failPairFinally, pairBatcher, processPairJob, splitPairRange } from './pairs.js';
 import { startReconciler, type ReconcileReport } from './reconciler.js';
+import { processWebhookJob, recheckWebhook } from './webhooks.js';
+import { listenForDeliveries } from '../db/webhook-store.js';
+import { enqueueWebhookDeliveries } from '../jobs/enqueue.js';
 
 export interface WorkerHooks {
   /** Called after every finished attempt (metrics); `final` is false for a failed attempt that will be retried. */
@@ -40,6 +44,7 @@ async function recordExhausted(ctx: AppContext, queue: QueueName, job: Job, err:
     if (!d.ok) return;
     await markCommandFailed(ctx.orm.em.fork(), d.data.commandId, { code: 'INTERNAL_ERROR', message: err.message });
     await wakeNextAfter(ctx, d.data.commandId);
+    await publishSettled(ctx.queues, d.data.commandId);
   } else if (queue === QUEUES.pairs) {
     if ((job.data as { from?: unknown }).from !== undefined) await splitPairRange(ctx, job.name, job.data);
     else await failPairFinally(ctx, job.data, err.message);
@@ -63,6 +68,7 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
     [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows, sentRows, job.attemptsMade),
     [QUEUES.credit]: (job, token) => processCreditJob(ctx, job, token),
     [QUEUES.lifecycle]: (job) => processLifecycleSweep(ctx, job.data),
+    [QUEUES.webhooks]: (job, token) => processWebhookJob(ctx, job, token),
   };
   // On a Redis Cluster each worker gets a Cluster client, which BullMQ does not close: we do.
   const clusterClients: Cluster[] = [];
@@ -79,6 +85,8 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
     });
     w.on('error', (err) => ctx.logger.warn({ err, queue: name }, 'worker connection error'));
     w.on('completed', (job) => hooks.onJob?.(name, job, 'completed', true));
+    // A delivery job that ended while an event was being committed: add it again (see recheckWebhook).
+    if (name === QUEUES.webhooks) w.on('completed', (job) => void recheckWebhook(ctx, job.data).catch((err: unknown) => ctx.logger.debug({ err }, 'webhook recheck failed; the reconciler will')));
     if (name === QUEUES.credit) {
       const report = (job: Job) => reportGroupFinished(ctx, job).catch((err: unknown) => ctx.logger.debug({ err }, 'run progress not updated'));
       w.on('completed', (job) => void report(job));
@@ -97,6 +105,10 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
     return w;
   });
   const reconciler = startReconciler(ctx, hooks.onReconcile);
+  // A committed webhook event names its subscriptions (NOTIFY): their delivery jobs are added at once.
+  const deliveries = listenForDeliveries(ctx.config.databaseUrl,
+    (webhookId) => void enqueueWebhookDeliveries(ctx.queues, [webhookId]).catch((err: unknown) => ctx.logger.debug({ err, webhookId }, 'webhook job not added; the reconciler will')),
+    (err) => ctx.logger.warn({ err }, 'webhook LISTEN connection lost; reconnecting (the reconciler covers the gap)'));
   let closing = false;
   // "Consuming", not only connected: a worker whose queue has work must have finished a job lately.
   const lastProgress = new Map<string, number>(workers.map((w) => [w.name, Date.now()]));
@@ -115,6 +127,7 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
     async close(timeoutMs) {
       closing = true;
       await reconciler.stop();
+      await deliveries.close();
       // Drain with a bound: after timeoutMs, force-close (unfinished jobs are retaken by another worker after the lock expires).
       const graceful = Promise.all(workers.map((w) => w.close()));
       const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), timeoutMs).unref());

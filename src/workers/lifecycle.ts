@@ -2,6 +2,8 @@ import type { AppContext } from '../context.js';
 import type { Em } from '../db/orm.js';
 import { endDueAccess, expireDueRequests, noticeEndingAccess, remindDueRequests, type SweepStep } from '../db/lifecycle-store.js';
 import { enqueueMailAfterCommit } from '../jobs/enqueue.js';
+import { insertEvents } from '../db/webhook-store.js';
+import { accessEvent } from '../webhooks/events.js';
 import { payloadOf } from './failures.js';
 
 /** Pairs one step changes per transaction; a step repeats while it finds a full batch, up to {@link MAX_ROUNDS}. */
@@ -36,7 +38,11 @@ export async function processLifecycleSweep(ctx: AppContext, data: unknown): Pro
   const report: SweepReport = { expired: 0, reminded: 0, ended: 0, ending: 0, emails: 0 };
   for (const [name, step] of steps) {
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const r = await ctx.orm.em.fork().transactional((tx) => step(tx));
+      const r = await ctx.orm.em.fork().transactional(async (tx) => {
+        const done = await step(tx);
+        await insertEvents(tx, done.expired.map((pair) => accessEvent('access.expired', pair, null)));
+        return done;
+      });
       report[name] += r.changed;
       report.emails += r.outboxIds.length;
       await enqueueMailAfterCommit(ctx, r.outboxIds);

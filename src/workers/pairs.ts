@@ -1,17 +1,19 @@
 import type { AppContext } from '../context.js';
 import type { Em } from '../db/orm.js';
 import { DomainError } from '../domain/errors.js';
-import { applyPairBatch, type BatchPair, type PairOutcomeOrError } from '../commands/apply-pairs.js';
-import { recordConflicts } from '../db/access-store.js';
+import { applyPairBatch, recordConflictsWithEvents, type BatchPair, type PairOutcomeOrError } from '../commands/apply-pairs.js';
 import {
-  failOpenItem, hasOpenItems, itemOutcome, loadItems, openItems, recordItemResults, settleFromItems, writeItems, type ItemResult,
+  failOpenItem, hasOpenItems, itemOutcome, loadItems, lockCommand, openItems, recordItemResults, settleFromItems, writeItems, type ItemResult,
 } from '../db/command-progress.js';
+import { insertEvents } from '../db/webhook-store.js';
+import { commandEvent } from '../webhooks/events.js';
 import { releaseClaims as releaseClaimsOf } from '../db/outbox-store.js';
 import { parsePayload } from '../jobs/contracts.js';
 import { enqueueMailAfterCommit, enqueuePairRanges, enqueuePairs } from '../jobs/enqueue.js';
 import { Batcher } from '../lib/batcher.js';
 import { isTransientDatabaseError, isUniqueViolation, payloadOf, toUnrecoverable } from './failures.js';
 import { wakeNext } from './command-order.js';
+import { publishSettled } from '../jobs/command-events.js';
 import { INLINE_CLAIM_MS, inlineStartDeadlineMs, type InlineMail } from './inline-mail.js';
 
 /** The range of `size` pairs (of a command of `total`) that holds pair `idx`: `[from, to)`. */
@@ -83,13 +85,25 @@ export async function splitPairRange(ctx: AppContext, type: string, data: unknow
 /**
  * When no item of the command is open any more, settles the command (state, outcome counts, first
  * failure) from its items and, if that finished it now, lets the partner's next command go. Safe to
- * run concurrently and repeatedly: the result is computed from the items, not incremented.
+ * run concurrently and repeatedly: the result is computed from the items, not incremented. A
+ * settling that changes the command's state writes its `command.completed` / `command.failed`
+ * webhook event in the same transaction (the row lock makes that once per change).
  */
 export async function finalizeIfDone(ctx: Pick<AppContext, 'orm' | 'queues'>, commandId: string): Promise<void> {
   const em = ctx.orm.em.fork();
   if (await hasOpenItems(em, commandId)) return;
-  const r = await settleFromItems(em, commandId);
-  if (r && r.before !== 'completed' && r.before !== 'failed') await wakeNext(ctx, r.partner_id, String(r.seq));
+  const r = await em.transactional(async (tx) => {
+    await lockCommand(tx, commandId);
+    const s = await settleFromItems(tx, commandId);
+    if (s && s.state !== s.before && (s.state === 'completed' || s.state === 'failed')) {
+      await insertEvents(tx, [commandEvent(s.partner_id, { commandId, commandType: s.type, state: s.state, result: s.result, error: s.error })]);
+    }
+    return s;
+  });
+  if (r && r.before !== 'completed' && r.before !== 'failed') {
+    await wakeNext(ctx, r.partner_id, String(r.seq));
+    await publishSettled(ctx.queues, commandId);
+  }
 }
 
 /** A pair job that used up its attempts on transient errors: the item fails with INTERNAL_ERROR so the command can finish. */
@@ -144,7 +158,7 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
   const inline = opts.mail?.active ? opts.mail : null;
   try {
     applied = await em.transactional(async (tx) => {
-      const outcomes = await applyPairBatch(tx, batch, ctx.config, inline ? INLINE_CLAIM_MS : null);
+      const outcomes = await applyPairBatch(tx, batch, ctx.config, inline ? INLINE_CLAIM_MS : null, ctx.now());
       const done = await recordItemResults(tx, batch.flatMap((p, k): ItemResult[] => {
         const o = outcomes[k]!;
         if (!o.ok && opts.defer) return [];
@@ -171,7 +185,7 @@ export async function processPairs(ctx: AppContext, refs: PairJobRef[], opts: Pr
     const p = batch[0]!;
     const error = new DomainError('EMAIL_LINKED_TO_OTHER_PARTNER', undefined, { cause: err });
     await em.transactional(async (tx) => {
-      await recordConflicts(tx, [p]);
+      await recordConflictsWithEvents(tx, [p]);
       await recordItemResults(tx, [{ commandId: p.commandId, idx: p.idx, state: 'failed', outcome: null, error: error.toJSON() }]);
     });
     applied = { outcomes: [{ ok: false, error }], finished: new Set([`${p.commandId}#${p.idx}`]) };

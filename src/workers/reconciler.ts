@@ -4,8 +4,9 @@ import type { AppContext } from '../context.js';
 import { pairTypes, type CommandType } from '../commands/schemas.js';
 import { openItemsOf, unfinishedCommands } from '../db/command-progress.js';
 import { unsentRows } from '../db/outbox-store.js';
+import { webhooksWithDueDeliveries } from '../db/webhook-store.js';
 import { jobIds, LIFECYCLE_SCHEDULER_ID } from '../jobs/contracts.js';
-import { enqueueCommands, enqueueMail, enqueuePairRanges, enqueuePairs, upsertLifecycleScheduler } from '../jobs/enqueue.js';
+import { enqueueCommands, enqueueMail, enqueuePairRanges, enqueuePairs, enqueueWebhookDeliveries, upsertLifecycleScheduler } from '../jobs/enqueue.js';
 import { failPairFinally, finalizeIfDone, rangeOf } from './pairs.js';
 
 type JobPresence = { state: 'missing' } | { state: 'live' } | { state: 'finished'; failedReason: string | null };
@@ -44,7 +45,7 @@ function byType<T extends { type: string }>(items: readonly T[]): Map<string, T[
   return m;
 }
 
-export interface ReconcileReport { commands: number; pairs: number; mail: number; schedulers: number }
+export interface ReconcileReport { commands: number; pairs: number; mail: number; schedulers: number; webhooks: number }
 
 /**
  * Re-enqueues every accepted, unfinished command (and open pair, and unsent email) whose job Redis
@@ -99,8 +100,13 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
   // The lifecycle sweep's job scheduler: a Redis flush loses it (what it works on is in Postgres).
   const schedulers = (await q.lifecycle.getJobScheduler(LIFECYCLE_SCHEDULER_ID)) ? 0 : 1;
   if (schedulers) await upsertLifecycleScheduler(ctx);
-  const report = { commands: addC.length, pairs: addR.size + addAlone.length, mail: addM.length, schedulers };
-  if (report.commands + report.pairs + report.mail + report.schedulers > 0) ctx.logger.warn(report, 'reconciler re-enqueued lost jobs');
+  // Webhook subscriptions with a delivery due for a while and no delivery job (Redis lost it, or its NOTIFY was missed).
+  const dueHooks = await webhooksWithDueDeliveries(em, graceSec, limit);
+  const missW = await missingJobs(q.connection, q.webhooks, dueHooks.map((id) => jobIds.webhook(id)));
+  const addW = dueHooks.filter((id) => missW.has(jobIds.webhook(id)));
+  await enqueueWebhookDeliveries(q, addW);
+  const report = { commands: addC.length, pairs: addR.size + addAlone.length, mail: addM.length, schedulers, webhooks: addW.length };
+  if (report.commands + report.pairs + report.mail + report.schedulers + report.webhooks > 0) ctx.logger.warn(report, 'reconciler re-enqueued lost jobs');
   return report;
 }
 

@@ -43,6 +43,8 @@ export const fullExamples: { [K in CommandType]: Record<string, unknown> & { typ
   'access.assign': { type: 'access.assign', clientHubIds: ['c-1'], employeeEmails: ['ann@acme.test'], accessUntil: '2099-01-31' },
   'access.grant': { type: 'access.grant', clientHubId: 'c-1', employeeEmail: 'ann@acme.test' },
   'access.revoke': { type: 'access.revoke', clientHubIds: ['c-1'], employeeEmails: ['ann@acme.test'] },
+  'access.resend': { type: 'access.resend', clientHubIds: ['c-1'], employeeEmails: ['ann@acme.test'] },
+  'access.extend': { type: 'access.extend', clientHubIds: ['c-1'], employeeEmails: ['ann@acme.test'], accessUntil: '2099-06-30T12:00:00Z' },
   'sale.record': { type: 'sale.record', saleId: 's-1', clientHubId: 'c-1', closedOn: '2026-03-15', mrr: 500 },
   'client.churn': { type: 'client.churn', clientHubId: 'c-1', on: '2026-06-01' },
   'credit.recalculate': { type: 'credit.recalculate', month: '2026-03' },

@@ -203,6 +203,93 @@ describe('the life of an access request', () => {
     expect(await stateOf(P, hub, a)).toBe('pending');
   }, 60_000);
 
+  it('when access.resend asks again, then a pair emailed within the hour is throttled, a declined one is resent with a new link (the old one dead), and an active one is unchanged; each item says so', async () => {
+    const P = 'p-resend';
+    const [hub, a, b] = ['rs-c1', 'hans@agency.test', 'ines@agency.test'];
+    await setup(P, { clients: [[hub, 'sv']], employees: [a, b] });
+    await assign(P, [hub], [a, b]);
+    await waitFor(() => requestMails(hub).length === 1, { what: 'the request' });
+    const first = requestMails(hub)[0]!;
+    const [oldA, oldB] = [linkIn(first, a), linkIn(first, b)];
+    expect((await answer(oldA, 'decline')).status).toBe(200);
+    expect((await answer(oldB)).status).toBe(200);
+
+    const resend = (emails: string[]) => apply(P, { type: 'access.resend', clientHubIds: [hub], employeeEmails: emails }, TOKENS.admin);
+    const throttled = await resend([a, b]);
+    expect(throttled.items).toEqual([
+      { clientHubId: hub, employeeEmail: a, state: 'completed', outcome: 'throttled' },
+      { clientHubId: hub, employeeEmail: b, state: 'completed', outcome: 'unchanged' },
+    ]);
+    expect(await stateOf(P, hub, a)).toBe('declined');
+
+    // An hour later (the pair's last email moved back), the declined pair is asked again.
+    await svc.sql(`update access set last_email_at = now() - interval '61 minutes' where partner_id = ? and hub_id = ?`, [P, hub]);
+    const resent = await resend([a]);
+    expect(resent).toMatchObject({ type: 'access.resend', state: 'completed', items: [{ clientHubId: hub, employeeEmail: a, state: 'completed', outcome: 'resent' }] });
+    expect(await stateOf(P, hub, a)).toBe('pending');
+    await waitFor(() => requestMails(hub).length === 2, { what: 'the new request' });
+    await allSent(P);
+    const second = requestMails(hub)[1]!;
+    expect(second.subject).toBe(`Partner ${P} ber om åtkomst för Name hans (${a})`);
+    const newA = linkIn(second, a);
+    expect(newA).not.toBe(oldA);
+    expect((await page(oldA)).status).toBe(410);
+    expect((await page(newA)).status).toBe(200);
+
+    // Resent again at once: throttled (the new email was just sent); the new link still works.
+    expect((await resend([a])).items[0].outcome).toBe('throttled');
+    // A resend of a still pending pair (an hour on): a new link, the previous one withdrawn.
+    await svc.sql(`update access set last_email_at = now() - interval '61 minutes' where partner_id = ? and hub_id = ? and email = ?`, [P, hub, a]);
+    expect((await resend([a])).items[0].outcome).toBe('resent');
+    await waitFor(() => requestMails(hub).length === 3, { what: 'the third request' });
+    const third = linkIn(requestMails(hub)[2]!, a);
+    const withdrawn = await page(newA);
+    expect(withdrawn.status).toBe(410);
+    expect(String(withdrawn.body)).toContain('<title>Begäran återkallad</title>');
+    expect((await answer(third)).status).toBe(200);
+    expect(await stateOf(P, hub, a)).toBe('active');
+    // The audit trail has the command, with its outcome per pair in the command's items.
+    const audit = await svc.api.get(`/v1/partners/${P}/audit?type=access.resend`);
+    expect(audit.status).toBe(200);
+    expect(audit.body.entries).toHaveLength(4);
+  }, 60_000);
+
+  it('when access.extend gives a pending or active pair a new end, then it is extended (null: no end), its ending notices start over, and other pairs are unchanged', async () => {
+    const P = 'p-extend';
+    const [hub, a, b, c] = ['ex-c1', 'jon@agency.test', 'kim@agency.test', 'lea@agency.test'];
+    await setup(P, { clients: [[hub, 'en']], employees: [a, b, c] });
+    const soon = new Date(Date.now() + 8_000);
+    await assign(P, [hub], [a, b, c], { accessUntil: soon.toISOString() });
+    await waitFor(() => requestMails(hub).length === 1, { what: 'the request' });
+    const mail = requestMails(hub)[0]!;
+    expect((await answer(linkIn(mail, a))).status).toBe(200);
+    expect((await answer(linkIn(mail, c), 'decline')).status).toBe(200);
+    // The ending notice of a's first end (within END_REMINDER_DAYS of it at once).
+    await waitFor(() => mailsTo(notifyOf(P)).some((m) => m.subject.startsWith(`Access of Name jon (${a})`)), { what: 'the first ending notice' });
+
+    const later = new Date(Date.now() + 3600_000);
+    const extended = await apply(P, { type: 'access.extend', clientHubIds: [hub], employeeEmails: [a, b, c], accessUntil: later.toISOString() }, TOKENS.admin);
+    expect(extended.items.map((i: { outcome: string }) => i.outcome)).toEqual(['extended', 'extended', 'unchanged']);
+    const rows = await svc.sql<{ email: string; state: string; until: string | null; sent: number[] }>(
+      'select email, state, access_until as until, end_reminders_sent as sent from access where partner_id = ? order by email', [P]);
+    expect(rows.map((r) => [r.email, r.state, r.until && new Date(r.until).toISOString(), r.sent])).toEqual([
+      [a, 'active', later.toISOString(), []],
+      [b, 'pending', later.toISOString(), []],
+      [c, 'declined', soon.toISOString(), []],
+    ]);
+    // Past the first end (a sweep finished after it): nothing ended (the new end is an hour away).
+    await waitFor(async () => (await svc.app.ctx.queues.lifecycle.getJobs(['completed'], 0, 5)).some((j) => (j.finishedOn ?? 0) > soon.getTime() + 300),
+      { timeoutMs: 20_000, what: 'a sweep after the first end' });
+    expect(await stateOf(P, hub, a)).toBe('active');
+    expect(await stateOf(P, hub, b)).toBe('pending');
+
+    const open = await apply(P, { type: 'access.extend', clientHubIds: [hub], employeeEmails: [a], accessUntil: null }, TOKENS.admin);
+    expect(open.items[0].outcome).toBe('extended');
+    expect((await svc.sql<{ until: string | null }>('select access_until as until from access where partner_id = ? and email = ?', [P, a]))[0]!.until).toBeNull();
+    const past = await svc.api.post(P, { type: 'access.extend', clientHubIds: [hub], employeeEmails: [a], accessUntil: '2001-01-01' });
+    expect(past.status).toBe(400);
+  }, 60_000);
+
   it('when a time-bound access nears its end and ends, then the partner is told before and after (in Portuguese), the pair is expired, and a later assignment asks the client again', async () => {
     const P = 'p-until';
     const [hub, a] = ['tb-c1', 'fred@agency.test'];

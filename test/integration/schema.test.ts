@@ -51,6 +51,6 @@ describe('schema', () => {
     const tables = rows.map((r) => r.table_name).filter((t) => t !== 'mikro_orm_migrations').sort();
     const entityTables = entities.map((e) => e.meta.tableName).sort();
     expect(tables).toEqual(entityTables);
-    expect(entityTables).toHaveLength(14);
+    expect(entityTables).toHaveLength(17);
   });
 });

@@ -33,7 +33,7 @@ describe('the seed scenario, end to end over HTTP', () => {
 
     const page = await api.request('GET', link!, { token: null });
     expect(page.status).toBe(200);
-    expect(String(page.body)).toContain('Grant access');
+    expect(String(page.body)).toContain('Zugriff gewähren'); // the page in the client's locale, as its email
     const granted = await api.request('POST', link!, { token: null });
     expect(granted.status).toBe(200);
     const clients = await api.get('/v1/partners/p-100/clients', TOKENS.crm);

@@ -74,7 +74,7 @@ describe('operations surface', () => {
     const assign = r.body.components.schemas['access.assign'];
     expect(assign.properties.employeeEmails.maxItems).toBe(1000);
     expect(assign.additionalProperties).toBe(false);
-    expect(r.body.components.schemas.Command.oneOf).toHaveLength(13);
+    expect(r.body.components.schemas.Command.oneOf).toHaveLength(15);
     const docs = await svc.api.request('GET', '/docs', { token: null });
     expect(docs.status).toBe(200);
     expect(String(docs.body)).toContain('swagger');

@@ -1,6 +1,6 @@
 import { decideExtend, decideLinkAnswer, decideResend, linkState, RESEND_THROTTLE_MS, type AssignFacts, type LinkFacts } from '../../src/domain/access.js';
 import { DomainError } from '../../src/domain/errors.js';
-import { formatDuration, localeFromAcceptLanguage, locales, messages, type Locale } from '../../src/i18n/messages.js';
+import { formatDuration, formatIn, localeFromAcceptLanguage, locales, messages, type Locale } from '../../src/i18n/messages.js';
 import { renderPartnerNotice, renderReminder, type PartnerNoticeKind } from '../../src/mail/lifecycle-templates.js';
 import { renderGrantPage } from '../../src/producers/http/grants.js';
 
@@ -101,6 +101,8 @@ describe('the locale table', () => {
     expect(formatDuration('en', 0.0005)).toBe('43 seconds');
     expect(formatDuration('it', 0.5)).toBe('12 ore');
     expect(formatDuration('pt', 1 / 1440)).toBe('1 minuto');
+    expect(locales.map((l) => formatIn(l, 14))).toEqual(['in 14 days', 'om 14 dagar', 'in 14 Tagen', 'tra 14 giorni', 'em 14 dias']);
+    expect(formatIn('de', 0.0005)).toBe('in 43 Sekunden');
   });
 
   it('when any entry of a language is the English one, then it is not translated (every language differs from English everywhere but in names)', () => {
@@ -131,7 +133,7 @@ describe('the emails and pages of a request, in all five languages', () => {
     const reminder = renderReminder({ locale: l, clientName: 'Beta & Co', partnerName: 'Acme', employee: 'Ann', link: 'http://x.test/v1/grants/tok?a=1&b=2', expiresAt: new Date(now.getTime() + 3 * 86_400_000), now });
     expect(reminder.subject).toBe(e.reminder);
     expect(reminder.text).toContain('http://x.test/v1/grants/tok?a=1&b=2');
-    expect(reminder.text).toContain(formatDuration(l, 3));
+    expect(reminder.text).toContain(formatIn(l, 3));
     expect(reminder.html).toContain(`<html lang="${l}">`);
     expect(reminder.html).toContain('Beta &#38; Co');
     expect(reminder.html).toContain('href="http://x.test/v1/grants/tok?a=1&#38;b=2"');

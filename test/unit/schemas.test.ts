@@ -168,6 +168,8 @@ describe('who may post what (commandPolicy)', () => {
       'access.assign': { scopes: ['commands:write'], platformFields: [] },
       'access.grant': { scopes: ['clients:sync'], platformFields: [] },
       'access.revoke': { scopes: ['commands:write'], platformFields: [] },
+      'access.resend': { scopes: ['commands:write'], platformFields: [] },
+      'access.extend': { scopes: ['commands:write'], platformFields: [] },
       'sale.record': { scopes: ['clients:sync'], platformFields: [] },
       'client.churn': { scopes: ['clients:sync'], platformFields: [] },
       'credit.recalculate': { scopes: ['commands:write'], platformFields: [] },

@@ -1,9 +1,14 @@
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import type { AppContext } from '../../context.js';
 import { HttpError } from '../errors.js';
 import { listAuditRows } from '../../db/audit-store.js';
 import { commandTypes, idPattern } from '../../commands/schemas.js';
 import { authorize, hasScope, type TokenRegistry } from './auth.js';
+import { AuditPage, AuditQuery, MAX_PAGE, PartnerParams } from './api-schemas.js';
+import { bearer, errors, handlerChecked, type ApiTypeProvider } from './openapi.js';
+import { DEFAULT_PAGE } from './pagination.js';
+import type { CommandState } from '../../commands/log.js';
 
 const csvCell = (v: unknown) => {
   const s = v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v);
@@ -34,16 +39,32 @@ export function withoutEmployees(type: string, payload: Record<string, unknown>,
 /**
  * The audit trail: every accepted command with who (token name), what, when and its outcome,
  * partner-isolated; filters `from`, `to` (ISO instants), `type`, `email` (needs `employees:read`);
- * pages of `limit` (≤ 500) with an opaque `cursor`. `Accept: text/csv` gives the same rows as CSV.
- * Without `employees:read`, entries name no employee (see {@link withoutEmployees}), in both forms.
+ * pages of `limit` (≤ 1000, default 100) with an opaque `cursor` (`nextCursor`; in CSV the
+ * `X-Next-Cursor` header). `Accept: text/csv` gives the same rows as CSV. Without `employees:read`,
+ * entries name no employee (see {@link withoutEmployees}), in both forms.
  */
 export function registerAuditRoutes(app: FastifyInstance, ctx: AppContext, registry: TokenRegistry): void {
-  app.get<{ Params: { partnerId: string }; Querystring: Record<string, string | undefined> }>('/v1/partners/:partnerId/audit', async (req, reply) => {
-    const partnerId = req.params.partnerId;
+  app.withTypeProvider<ApiTypeProvider>().get('/v1/partners/:partnerId/audit', {
+    schema: {
+      operationId: 'listAudit',
+      tags: ['reads'],
+      summary: 'The audit trail: who posted what, when, and its outcome (JSON, or CSV with Accept: text/csv)',
+      security: bearer('read'),
+      ...handlerChecked({ params: PartnerParams, querystring: AuditQuery }),
+      response: {
+        200: {
+          description: 'One page of entries, newest first',
+          content: { 'application/json': { schema: AuditPage }, 'text/csv': { schema: z.string().describe('The same entries as CSV; the next page\'s cursor in X-Next-Cursor') } },
+        },
+        ...errors(400, 401, 403, 404, 429),
+      },
+    },
+  }, async (req, reply) => {
+    const partnerId = (req.params as { partnerId: string }).partnerId;
     if (!idPattern.test(partnerId)) throw new HttpError(400, 'VALIDATION_FAILED', 'The request is not valid.', { issues: [{ path: 'partnerId', message: 'invalid' }] });
     const token = authorize(registry, req, 'read', partnerId);
     const canSeeEmployees = hasScope(token, 'employees:read');
-    const q = req.query;
+    const q = req.query as Record<string, string | undefined>;
     // Filtering by an employee's email would tell who the employees are: that needs employees:read.
     if (q.email !== undefined && !canSeeEmployees) throw new HttpError(403, 'FORBIDDEN', 'Filtering the audit trail by email needs the "employees:read" scope.');
     const issues: { path: string; message: string }[] = [];
@@ -57,8 +78,8 @@ export function registerAuditRoutes(app: FastifyInstance, ctx: AppContext, regis
     const from = instant('from');
     const to = instant('to');
     if (q.type !== undefined && !commandTypes.includes(q.type as never)) issues.push({ path: 'type', message: `must be one of ${commandTypes.join(', ')}` });
-    const limit = q.limit === undefined ? 100 : Number(q.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 500) issues.push({ path: 'limit', message: 'must be an integer from 1 to 500' });
+    const limit = q.limit === undefined ? DEFAULT_PAGE : Number(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) issues.push({ path: 'limit', message: `must be an integer from 1 to ${MAX_PAGE}` });
     const decoded = q.cursor === undefined ? null : Buffer.from(q.cursor, 'base64url').toString();
     const cursor = decoded !== null && /^[1-9]\d{0,18}$/.test(decoded) ? Number(decoded) : null;
     if (q.cursor !== undefined && cursor === null) issues.push({ path: 'cursor', message: 'invalid cursor' });
@@ -81,7 +102,7 @@ export function registerAuditRoutes(app: FastifyInstance, ctx: AppContext, regis
         who: r.tokenName,
         at: new Date(r.createdAt).toISOString(),
         finishedAt: r.finishedAt ? new Date(r.finishedAt).toISOString() : null,
-        state: r.state,
+        state: r.state as CommandState,
         outcome: (r.result as { outcome?: string } | null)?.outcome ?? null,
         error: shown.error,
         command: shown.command,

@@ -1,11 +1,13 @@
 import type { Em } from '../../db/orm.js';
-import { clientInfoKeys } from '../../commands/schemas.js';
+import type { z } from 'zod';
+import type { ClientDetail } from './api-schemas.js';
 import {
   countPendingRequests, findClientWithAccess, findCreditSnapshot, findPartnerSummary, listClientsWithAccess, listConflicts as listConflictRows, listEmployeesWithAccess,
   managedMrrShares, type ClientRow,
 } from '../../db/read-store.js';
 import { recalculateCredit } from '../../commands/credit.js';
 import { defaultTierThresholds } from '../../../config/tiers.js';
+import { pageOf, type Page } from './pagination.js';
 
 export { partnerExists } from '../../db/read-store.js';
 
@@ -15,9 +17,11 @@ const fromCents = (cents: number) => cents / 100;
 /** Who reads: without `employees:read`, no read names the partner's employees (contract §3). */
 export interface Reader { canSeeEmployees: boolean }
 
-/** Contract §5: the partner employee list with each employee's accesses (not revoked). */
-export async function listEmployees(em: Em, partnerId: string) {
-  return { employees: await listEmployeesWithAccess(em, partnerId) };
+/** Contract §5: one page of the partner's employees (by email) with each employee's accesses (not revoked). */
+export async function listEmployees(em: Em, partnerId: string, page: Page) {
+  const found = await listEmployeesWithAccess(em, partnerId, { after: page.after?.[0] ?? null, limit: page.limit + 1 });
+  const { items, nextCursor } = pageOf(found, page.limit, (e) => [e.email]);
+  return { employees: items, nextCursor };
 }
 
 const clientSummary = (r: ClientRow, shares: Map<string, number>) => {
@@ -36,16 +40,33 @@ const clientSummary = (r: ClientRow, shares: Map<string, number>) => {
 };
 
 /**
- * Contract §5: the client list with the platform's facts, the managed flag and this partner's
- * live managed MRR share (the dashboard's figure, from the same read), and the accesses by
- * employee (`employees`), or only their count (`employeeCount`) for a reader without `employees:read`.
+ * Contract §5: one page of the client list (by hubId) with the platform's facts, the managed flag
+ * and this partner's live managed MRR share (the dashboard's figure, from the same read), and the
+ * accesses by employee (`employees`), or only their count (`employeeCount`) for a reader without
+ * `employees:read`.
  */
-export async function listClients(em: Em, partnerId: string, reader: Reader) {
+export async function listClients(em: Em, partnerId: string, reader: Reader, page: Page) {
   const [rows, shares] = await Promise.all([
-    listClientsWithAccess(em, partnerId, { withEmployees: reader.canSeeEmployees }),
+    listClientsWithAccess(em, partnerId, { withEmployees: reader.canSeeEmployees, after: page.after?.[0] ?? null, limit: page.limit + 1 }),
     managedMrrShares(em, partnerId),
   ]);
-  return { clients: rows.map((r) => clientSummary(r, shares)) };
+  const { items, nextCursor } = pageOf(rows, page.limit, (c) => [c.hubId]);
+  return { clients: items.map((r) => clientSummary(r, shares)), nextCursor };
+}
+
+type Detail = z.output<typeof ClientDetail>;
+/** What the client's record holds of the client info (the client-info fields of client.upsert). */
+interface StoredClientInfo {
+  companyInfo?: Detail['clientInfo']['companyInfo'];
+  subscriptions?: Detail['clientInfo']['subscriptions'];
+  contactTier?: string;
+  emailTier?: string;
+  renewalOwner?: Detail['renewals']['renewalOwner'];
+  renewalRep?: Detail['renewals']['renewalRep'];
+  currentSubscription?: Detail['renewals']['currentSubscription'];
+  renewalSubscription?: Detail['renewals']['renewalSubscription'];
+  portalUsage?: Detail['portalUsage'];
+  platformEngagementScore?: number;
 }
 
 /** Contract §5: one client with its client info (company, subscriptions, tiers, renewals, portal usage, engagement). */
@@ -55,8 +76,8 @@ export async function getClient(em: Em, partnerId: string, hubId: string, reader
     managedMrrShares(em, partnerId, hubId),
   ]);
   if (!r) return null;
-  const info: Record<string, unknown> = {};
-  for (const k of clientInfoKeys) if (r.info[k] !== undefined) info[k] = r.info[k];
+  // The client info as client.upsert validated and stored it (its keys are clientInfoKeys).
+  const info = r.info as StoredClientInfo;
   return {
     ...clientSummary(r, shares),
     contactEmail: r.contactEmail,
@@ -79,11 +100,16 @@ export async function getClient(em: Em, partnerId: string, hubId: string, reader
   };
 }
 
-/** Contract §5: the duplicate-email conflicts this partner ran into (never naming the other partner). */
-export async function listConflicts(em: Em, partnerId: string) {
-  const rows = await listConflictRows(em, partnerId);
-  return { conflicts: rows.map((r) => ({ email: r.email, clientHubId: r.hubId, commandId: r.commandId, at: new Date(r.at).toISOString() })) };
+/** Contract §5: one page of the duplicate-email conflicts this partner ran into, newest first (never naming the other partner). */
+export async function listConflicts(em: Em, partnerId: string, page: Page) {
+  const after = page.after ? { at: page.after[0]!, id: page.after[1]! } : null;
+  const rows = await listConflictRows(em, partnerId, { after, limit: page.limit + 1 });
+  const { items, nextCursor } = pageOf(rows, page.limit, (r) => [r.cursorAt, r.id]);
+  return { conflicts: items.map((r) => ({ email: r.email, clientHubId: r.hubId, commandId: r.commandId, at: new Date(r.at).toISOString() })), nextCursor };
 }
+
+/** Whether a decoded conflicts cursor is an (instant, id) pair. */
+export const isConflictCursor = ([at, id]: string[]) => /^\d{4}-\d{2}-\d{2}[ T][0-9:.]+([+-][0-9:]+|Z)?$/.test(at ?? '') && /^[1-9]\d{0,18}$/.test(id ?? '');
 
 /** The sold tier credit still missing to the next tier (null at the top), to the cent. */
 export function creditToNext(soldTierCredit: number, next: string | null): number | null {

@@ -12,12 +12,23 @@ import { createHash, randomUUID } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { openApiDocument } from './openapi.js';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { bearer, documentRoute, errors, handlerChecked, json, serializerCompiler, swaggerOptions, validatorCompiler, type ApiTypeProvider } from './openapi.js';
+import {
+  Accepted, AcceptedBatch, BatchBody, ClientDetail, ClientList, ClientParams, CommandBody, CommandHeaders, CommandParams, CommandStatus, ConflictList, CreditQuery, CreditReport,
+  Dashboard, EmployeeList, Health, PageQuery, PartnerParams, PreviewBody, PreviewResult, previewTypes, Readiness, RenewalList, RequestList, RequestsQuery, StatusQuery,
+} from './api-schemas.js';
+import { parsePage } from './pagination.js';
+import { sharedRateLimitStore } from './rate-limit.js';
+import { previewPairCommand, type PreviewCommand } from '../../commands/preview.js';
+import { SettledListener } from '../../jobs/command-events.js';
+import type { z } from 'zod';
 import { registerGrantRoutes } from './grants.js';
 import { registerQueueDashboard } from './dashboard.js';
 import { registerAuditRoutes } from './audit.js';
+import { registerWebhookRoutes } from './webhooks.js';
 import { registerWebApp } from './app/index.js';
-import { getClient, getDashboard, listClients, listConflicts, listEmployees, partnerExists } from './reads.js';
+import { getClient, getDashboard, isConflictCursor, listClients, listConflicts, listEmployees, partnerExists } from './reads.js';
 import { listRenewals, listRequests, parseRequestsQuery } from './lifecycle-reads.js';
 
 export interface ServerOptions {
@@ -49,6 +60,9 @@ function partnerParam(req: FastifyRequest): string {
   return id;
 }
 
+/** Health, readiness and metrics: never rate limited. */
+const probes: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+
 /** How long `/readyz` waits for each ping (they run at once), so it answers within 2 s. */
 const READY_PING_MS = 1500;
 
@@ -70,6 +84,12 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     genReqId: requestId,
   });
   const { registry } = opts;
+  // Route schemas are zod (fastify-type-provider-zod): they write the OpenAPI document, type the
+  // replies, and check them on the way out; handlers check the requests themselves (openapi.ts).
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler(app.log));
+  app.addHook('onRoute', documentRoute);
+  const api = app.withTypeProvider<ApiTypeProvider>();
   // First hook of all, so every reply (401 from auth, 404, 413, 415, 429 included) carries the id.
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
@@ -108,6 +128,12 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     if (isDatabaseUnavailable(err)) {
       return reply.code(503).send({ error: { code: 'SERVICE_UNAVAILABLE', message: 'The database is unreachable. Try again.' } });
     }
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      // A route that lets Fastify check a request part with its zod schema: the contract's 400.
+      const where = (err as { validationContext?: string }).validationContext;
+      const issues = err.validation.map((v) => ({ path: [...(where && where !== 'body' ? [where] : []), ...v.instancePath.split('/').filter(Boolean)].join('.'), message: v.message ?? 'invalid' }));
+      return reply.code(400).send({ error: { code: 'VALIDATION_FAILED', message: 'The request is not valid.', issues } });
+    }
     if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.code(err.statusCode).send({ error: { code: 'VALIDATION_FAILED', message: err.message, issues: [] } });
     }
@@ -116,9 +142,14 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
   });
   if (ctx.config.rateLimitPerMinute > 0) {
     // Per token (by the hash of its bearer value; anonymous callers by address): 429 with Retry-After.
+    // Counted in Redis, so all API processes share the limit; probes are never limited, and a
+    // request that Redis cannot count now goes through uncounted (rate-limit.ts).
     await app.register(rateLimit, {
       max: ctx.config.rateLimitPerMinute,
       timeWindow: 60_000,
+      store: sharedRateLimitStore(ctx.queues),
+      skipOnError: true,
+      allowList: (req) => probes.has(req.routeOptions.url ?? ''),
       keyGenerator: (req) => {
         const auth = req.headers.authorization;
         return auth ? `t:${createHash('sha256').update(auth).digest('base64url').slice(0, 22)}` : `ip:${req.ip}`;
@@ -126,9 +157,10 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
       errorResponseBuilder: (_req, c) => ({ statusCode: 429, error: { code: 'RATE_LIMITED', message: `Too many requests: at most ${c.max} a minute per token. Retry after ${c.after}.` } }),
     });
   }
-  await app.register(swagger, { mode: 'static', specification: { document: openApiDocument() as never } });
+  // The OpenAPI document is written from the routes' schemas (openapi.ts); /docs shows it.
+  await app.register(swagger, swaggerOptions(ctx.config.publicUrl));
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => openApiDocument());
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'No such route.' } }));
   // Every error body carries the request id (contract §4), whichever handler, hook or plugin wrote it.
@@ -143,8 +175,14 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     if (path.startsWith('/v1/partners/') || path.startsWith('/v1/commands/')) authenticate(registry, req);
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
+  const publicOp = { tags: ['operations'], security: [] as Record<string, string[]>[] };
+  api.get('/healthz', { schema: { operationId: 'getHealth', summary: 'Liveness (no auth)', ...publicOp, response: { 200: json(Health, 'The process is alive') } } }, async () => ({ status: 'ok' as const }));
+  api.get('/readyz', {
+    schema: {
+      operationId: 'getReadiness', summary: 'Readiness: Postgres, Redis and (with the worker role) the workers, each within 1.5 s', ...publicOp,
+      response: { 200: json(Readiness, 'Ready'), 503: json(Readiness, 'Not ready: `checks` says what failed') },
+    },
+  }, async (_req, reply) => {
     // Bounded: a stalled Redis or Postgres reads as not ready within READY_PING_MS, not when it wakes up.
     const [postgres, redis] = await Promise.all([
       within(READY_PING_MS, pingDatabase(ctx.orm.em.fork())),
@@ -153,7 +191,7 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     const checks: Record<string, boolean> = { postgres, redis };
     Object.assign(checks, opts.readiness?.() ?? {});
     const ok = Object.values(checks).every(Boolean);
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks });
+    return ok ? reply.code(200).send({ status: 'ready', checks }) : reply.code(503).send({ status: 'not ready', checks });
   });
 
   /** Validates one body; the Idempotency-Key header, when present, is the commandId. */
@@ -168,7 +206,16 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     return r.command;
   };
 
-  app.post('/v1/partners/:partnerId/commands', async (req, reply) => {
+  const commandErrors = errors(400, 401, 403, 404, 409, 413, 415, 429, 503);
+  api.post('/v1/partners/:partnerId/commands', {
+    schema: {
+      operationId: 'postCommand', tags: ['commands'], summary: 'Post one command',
+      description: 'Written to the command log and applied by a worker, exactly once in effect. The same commandId (or Idempotency-Key) with the same body again: 200 with the command\'s current status and `Idempotent-Replayed: true`; with another body: 409.',
+      security: bearer('commands:write', 'clients:sync'),
+      ...handlerChecked({ params: PartnerParams, headers: CommandHeaders, body: CommandBody }),
+      response: { 202: json(Accepted, 'Accepted: in the command log, its job queued'), 200: json(Accepted, 'A replay: the commandId is known with the same body'), ...commandErrors },
+    },
+  }, async (req, reply) => {
     const partnerId = partnerParam(req);
     const token = authorize(registry, req, postingScopes, partnerId);
     authorizeCommands(token, [req.body], { batch: false });
@@ -177,11 +224,19 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     const [accepted] = await intake.submit({ partnerId, tokenName: token.name, commands: [command] });
     const { created, ...body } = accepted!;
     if (created) ctx.metrics.accepted.inc({ type: body.type });
-    if (!created) reply.header('idempotent-replayed', 'true');
-    return reply.code(created ? 202 : 200).send(body);
+    if (created) return reply.code(202).send(body);
+    return reply.code(200).header('idempotent-replayed', 'true').send(body);
   });
 
-  app.post('/v1/partners/:partnerId/commands::batch', async (req, reply) => {
+  api.post('/v1/partners/:partnerId/commands::batch', {
+    schema: {
+      operationId: 'postCommandBatch', tags: ['commands'], summary: 'Post up to 1000 commands, all or nothing',
+      description: 'A batch with any invalid or refused command is rejected whole. When every command is a replay: 200 and `Idempotent-Replayed: true`.',
+      security: bearer('commands:write', 'clients:sync'),
+      ...handlerChecked({ params: PartnerParams, body: BatchBody }),
+      response: { 202: json(AcceptedBatch, 'Accepted'), 200: json(AcceptedBatch, 'Every command was a replay'), ...commandErrors },
+    },
+  }, async (req, reply) => {
     const partnerId = partnerParam(req);
     const token = authorize(registry, req, postingScopes, partnerId);
     const parsed = batchSchema.safeParse(req.body);
@@ -193,18 +248,79 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     const accepted = await intake.submit({ partnerId, tokenName: token.name, commands, batch: true });
     const anyCreated = accepted.some((a) => a.created);
     for (const a of accepted) if (a.created) ctx.metrics.accepted.inc({ type: a.type });
-    if (!anyCreated) reply.header('idempotent-replayed', 'true');
-    return reply.code(anyCreated ? 202 : 200).send({ commands: accepted.map(({ created: _c, ...a }) => a) });
+    const body = { commands: accepted.map(({ created: _c, ...a }) => a) };
+    if (anyCreated) return reply.code(202).send(body);
+    return reply.code(200).header('idempotent-replayed', 'true').send(body);
   });
 
-  app.get<{ Params: { commandId: string } }>('/v1/commands/:commandId', async (req) => {
+  api.post('/v1/partners/:partnerId/commands::preview', {
+    schema: {
+      operationId: 'previewCommand', tags: ['commands'], summary: 'Dry run: what one access.assign, access.revoke or access.resend would do now, pair by pair',
+      description: 'Decided by the worker\'s own rules on the current state, in a read-only transaction: nothing is written, queued or emailed. Other command types: 400.',
+      security: bearer('commands:write'),
+      ...handlerChecked({ params: PartnerParams, body: PreviewBody }),
+      response: { 200: json(PreviewResult, 'The outcome (or error) of each pair'), ...errors(400, 401, 403, 404, 413, 415, 429, 503) },
+    },
+  }, async (req) => {
+    const partnerId = partnerParam(req);
+    const token = authorize(registry, req, 'commands:write', partnerId);
+    authorizeCommands(token, [req.body], { batch: false });
+    const raw = req.body;
+    const type = raw !== null && typeof raw === 'object' && Object.hasOwn(raw, 'type') ? (raw as { type: unknown }).type : undefined;
+    if (!(previewTypes as readonly unknown[]).includes(type)) throw validation([{ path: 'type', message: `must be one of ${previewTypes.join(', ')} (a dry run decides pair commands)` }]);
+    const command = readCommand(raw, []) as PreviewCommand;
+    const answer = await previewPairCommand(ctx.orm.em, partnerId, command, ctx.now());
+    if (!answer) throw new HttpError(404, 'NOT_FOUND', 'No such partner.');
+    return answer;
+  });
+
+  // `?wait=N`: answers as soon as the command settles, woken by the workers' message (no polling).
+  const settled = new SettledListener(ctx.queues);
+  app.addHook('preClose', async () => settled.close());
+  api.get('/v1/commands/:commandId', {
+    schema: {
+      operationId: 'getCommand', tags: ['commands'], summary: 'A command\'s status from the command log',
+      description: 'With `wait=N` (seconds, at most 30): answered as soon as the command is completed or failed, or after N seconds with its current status.',
+      security: bearer('read'),
+      ...handlerChecked({ params: CommandParams, querystring: StatusQuery }),
+      response: { 200: json(CommandStatus, 'The command\'s status'), ...errors(400, 401, 403, 404, 429) },
+    },
+  }, async (req, reply) => {
     const token = authorize(registry, req, 'read');
-    const status = await getCommandStatus(ctx.orm.em.fork(), req.params.commandId);
-    // Another partner's command reads as unknown: its existence is not revealed.
-    if (!status || !canActOn(token, status.partnerId)) {
-      throw new HttpError(404, 'NOT_FOUND', 'No such command.');
+    const { commandId } = req.params as { commandId: string };
+    const q = StatusQuery.safeParse(req.query);
+    if (!q.success) throw validation(toIssues(q.error));
+    const read = async () => {
+      const status = await getCommandStatus(ctx.orm.em.fork(), commandId);
+      // Another partner's command reads as unknown: its existence is not revealed.
+      if (!status || !canActOn(token, status.partnerId)) throw new HttpError(404, 'NOT_FOUND', 'No such command.');
+      return status;
+    };
+    const waitMs = (q.data.wait ?? 0) * 1000;
+    if (waitMs <= 0) return read();
+    // Listening before the first read: a command that settles in between still wakes this request.
+    const wait = await settled.listen(commandId).catch((err: unknown) => {
+      req.log.warn({ err }, 'no subscription to settled commands: waiting out the timeout');
+      return null;
+    });
+    try {
+      const first = await read();
+      if (first.state === 'completed' || first.state === 'failed') return first;
+      let timer: NodeJS.Timeout | undefined;
+      let gone: (() => void) | undefined;
+      await new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+        gone = resolve;
+        reply.raw.once('close', gone); // the caller left
+        void wait?.settled.then(resolve);
+      }).finally(() => {
+        clearTimeout(timer);
+        if (gone) reply.raw.off('close', gone);
+      });
+      return await read();
+    } finally {
+      wait?.stop();
     }
-    return status;
   });
 
   /**
@@ -219,45 +335,62 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     return { partnerId, em, reader: { canSeeEmployees: hasScope(token, 'employees:read') } };
   };
 
-  app.get('/v1/partners/:partnerId/employees', async (req) => {
+  /** The schema of a partner read: its operation, scope, request parts and answer. */
+  const readSchema = <T extends z.ZodType>(operationId: string, summary: string, scope: 'read' | 'employees:read', answer: T, parts: { params?: z.ZodType; querystring?: z.ZodType } = {}) => ({
+    schema: {
+      operationId, tags: ['reads'], summary, security: bearer(scope),
+      ...handlerChecked({ params: parts.params ?? PartnerParams, ...(parts.querystring ? { querystring: parts.querystring } : {}) }),
+      response: { 200: json(answer, 'OK'), ...errors(400, 401, 403, 404, 429) },
+    },
+  });
+  /** The page a list's query asks for (`limit`, `cursor`: 400 when invalid). */
+  const pageFrom = (query: unknown, arity = 1, valid?: (key: string[]) => boolean) => {
+    const r = parsePage(query, arity, valid);
+    if (!r.ok) throw validation(r.issues);
+    return r.page;
+  };
+
+  api.get('/v1/partners/:partnerId/employees', readSchema('listEmployees', 'The partner\'s employees by email, with their accesses', 'employees:read', EmployeeList, { querystring: PageQuery }), async (req) => {
     const { partnerId, em } = await partnerRead(req, 'employees:read');
-    return listEmployees(em, partnerId);
+    return listEmployees(em, partnerId, pageFrom(req.query));
   });
-  app.get('/v1/partners/:partnerId/clients', async (req) => {
+  api.get('/v1/partners/:partnerId/clients', readSchema('listClients', 'The client list by hubId, with access states (employees:read) or their count', 'read', ClientList, { querystring: PageQuery }), async (req) => {
     const { partnerId, em, reader } = await partnerRead(req, 'read');
-    return listClients(em, partnerId, reader);
+    return listClients(em, partnerId, reader, pageFrom(req.query));
   });
-  app.get<{ Params: { hubId: string } }>('/v1/partners/:partnerId/clients/:hubId', async (req) => {
+  api.get('/v1/partners/:partnerId/clients/:hubId', readSchema('getClient', 'One client with its client info, renewals, portal usage and engagement', 'read', ClientDetail, { params: ClientParams }), async (req) => {
     const { partnerId, em, reader } = await partnerRead(req, 'read');
-    const client = await getClient(em, partnerId, req.params.hubId, reader);
+    const client = await getClient(em, partnerId, (req.params as { hubId: string }).hubId, reader);
     if (!client) throw new HttpError(404, 'NOT_FOUND', 'No such client in this partner\'s list.');
     return client;
   });
-  app.get('/v1/partners/:partnerId/conflicts', async (req) => {
+  api.get('/v1/partners/:partnerId/conflicts', readSchema('listConflicts', 'Duplicate-email conflicts this partner ran into, newest first', 'employees:read', ConflictList, { querystring: PageQuery }), async (req) => {
     const { partnerId, em } = await partnerRead(req, 'employees:read');
-    return listConflicts(em, partnerId);
+    return listConflicts(em, partnerId, pageFrom(req.query, 2, isConflictCursor));
   });
-  app.get<{ Querystring: Record<string, unknown> }>('/v1/partners/:partnerId/requests', async (req) => {
+  api.get('/v1/partners/:partnerId/requests', readSchema('listRequests', 'Access requests waiting for a client, oldest first, with their age', 'employees:read', RequestList, { querystring: RequestsQuery }), async (req) => {
     const { partnerId, em } = await partnerRead(req, 'employees:read');
-    const q = parseRequestsQuery(req.query);
+    const q = parseRequestsQuery(req.query as Record<string, unknown>);
     if (!q.ok) throw validation(q.issues);
     return listRequests(em, partnerId, q.query);
   });
-  app.get('/v1/partners/:partnerId/renewals', async (req) => {
+  api.get('/v1/partners/:partnerId/renewals', readSchema('listRenewals', 'The clients behind alerts.upcomingRenewals, soonest first', 'read', RenewalList), async (req) => {
     const { partnerId, em } = await partnerRead(req, 'read');
-    return listRenewals(em, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
+    // renewalOwner is the client info's person, as client.upsert stored it.
+    return listRenewals(em, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays }) as Promise<z.output<typeof RenewalList>>;
   });
 
-  app.get('/v1/partners/:partnerId/dashboard', async (req) => {
+  api.get('/v1/partners/:partnerId/dashboard', readSchema('getDashboard', 'Managed MRR, sold tier credit, tier, alerts and team', 'read', Dashboard), async (req) => {
     const { partnerId, em } = await partnerRead(req, 'read');
     return getDashboard(em, partnerId, { now: ctx.now(), renewalAlertDays: ctx.config.renewalAlertDays });
   });
 
-  app.get<{ Querystring: { from?: string; to?: string } }>('/v1/partners/:partnerId/credit', async (req) => {
+  api.get('/v1/partners/:partnerId/credit', readSchema('getCredit', 'Sold tier credit per month (new, increased, expired, decreased, total)', 'read', CreditReport, { querystring: CreditQuery }), async (req) => {
     const { partnerId, em } = await partnerRead(req, 'read');
     const month = /^\d{4}-(0[1-9]|1[0-2])$/;
-    const to = req.query.to ?? monthOf(ctx.now());
-    const from = req.query.from ?? addMonths(to, -11);
+    const query = req.query as { from?: string; to?: string };
+    const to = query.to ?? monthOf(ctx.now());
+    const from = query.from ?? addMonths(to, -11);
     const issues: Issue[] = [];
     if (!month.test(from)) issues.push({ path: 'from', message: 'must be YYYY-MM' });
     if (!month.test(to)) issues.push({ path: 'to', message: 'must be YYYY-MM' });
@@ -279,6 +412,7 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
   });
   await registerQueueDashboard(app, ctx, registry);
   registerAuditRoutes(app, ctx, registry);
+  registerWebhookRoutes(app, ctx, registry);
   await registerWebApp(app, ctx, registry);
   return app;
 }
