@@ -36,10 +36,14 @@ import {
   stopWorkers,
 } from './lib/scenarios.js';
 import { startSmtpSink, type SmtpSink } from './lib/smtp-sink.js';
+import { smtpCeiling, stream } from './lib/stream.js';
 import { withTimeout } from './lib/util.js';
 
+/** The worker's own SMTP pool for the grant emails it sends right after commit (src/workers/index.ts): the ceiling uses as many connections. */
+const INLINE_MAIL_CONNECTIONS = 8;
+
 const quick = process.argv.includes('--quick');
-/** `--only=e2e,recalc`: run only these scenarios (intake, e2e, cascade, recalc, memory), e.g. while profiling one. */
+/** `--only=e2e,recalc`: run only these scenarios (intake, e2e, smtp, stream, cascade, recalc, memory), e.g. while profiling one. */
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',').filter(Boolean) ?? null;
 const sizes = quick ? quickSizes : fullSizes;
 const pgBase = (process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432').replace(/\/+$/, '');
@@ -150,6 +154,8 @@ async function main(): Promise<number> {
     HOST: '127.0.0.1',
     PUBLIC_URL: 'http://bench.test',
     API_TOKENS: JSON.stringify([{ token, name: 'bench', partners: '*', scopes: ['admin'] }]),
+    // The grant links' key (required in production): one per run, shared by the API and the workers.
+    GRANT_LINK_SECRET: randomBytes(32).toString('base64url'),
     LOG_LEVEL: 'warn',
     RECONCILE_GRACE_MS: '600000',
     WORKER_CONCURRENCY: String(concurrency),
@@ -197,6 +203,17 @@ async function main(): Promise<number> {
   await scenario('e2e-2', async () => {
     await startWorkers(b, 2);
     results.e2e2 = await endToEnd(b, 'eb');
+  });
+  await scenario('smtp-ceiling', async () => {
+    await stopWorkers(b, 0);
+    const e2e = results.e2e1?.value;
+    results.smtpCeiling = await smtpCeiling(b, e2e?.emails ?? sizes.e2e.partners * sizes.e2e.clientsPerPartner, INLINE_MAIL_CONNECTIONS);
+  });
+  await scenario('stream-1', async () => {
+    results.stream1 = await stream(b, 'sa', 1);
+  });
+  await scenario('stream-100', async () => {
+    results.stream100 = await stream(b, 'sb', sizes.stream.spreadPartners);
   });
   await scenario('cascade', async () => {
     await stopWorkers(b, 1);

@@ -33,7 +33,8 @@ const config = loadConfig({
   PUBLIC_URL: 'http://localhost:3000',
   MIGRATE_ON_START: 'false',
   RATE_LIMIT_PER_MINUTE: '0',
-  LOG_LEVEL: 'warn',
+  LOG_LEVEL: 'error',
+  GRANT_LINK_SECRET: randomBytes(24).toString('base64url'),
   API_TOKENS: JSON.stringify([{ token: randomBytes(24).toString('base64url'), name: 'openapi-writer', partners: '*', scopes: ['admin'] }]),
 });
 

@@ -5,6 +5,7 @@ import { BenchTimeout, withTimeout } from './util.js';
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const preload = fileURLToPath(new URL('./worker-preload.ts', import.meta.url));
 const baselineEntry = fileURLToPath(new URL('./baseline-worker.ts', import.meta.url));
+const ceilingEntry = fileURLToPath(new URL('./smtp-ceiling.ts', import.meta.url));
 
 export interface MemReport { rss: number; heapUsed: number; heapTotal: number; external: number; elu: number }
 
@@ -117,6 +118,16 @@ export function spawnBaseline(env: Record<string, string>, readyTimeoutMs = 60_0
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return track('baseline worker', proc, /BASELINE_READY/, readyTimeoutMs);
+}
+
+/** The bare SMTP ceiling sender (bench/lib/smtp-ceiling.ts); resolves once its pool is warm and it starts sending. */
+export function spawnCeiling(env: Record<string, string>, readyTimeoutMs = 60_000): Promise<Child> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', ceilingEntry], {
+    cwd: repoRoot,
+    env: childEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return track('SMTP ceiling sender', proc, /CEILING_READY/, readyTimeoutMs);
 }
 
 /** Stops every child still running (exit, failure, SIGINT). */

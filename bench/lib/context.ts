@@ -11,6 +11,12 @@ export interface Sizes {
   cascade: { accesses: number; timeoutS: number; baselineCapS: number };
   recalc: { partners: number; clientsPerPartner: number; salesPerPartner: number; timeoutS: number };
   memory: { warmupJobs: number; jobs: number; timeoutS: number };
+  /**
+   * One partner's (or 100 partners') stream of single-pair `access.assign` commands, posted one
+   * request each while no worker runs, then applied by one worker process. `capS`: the wait is
+   * capped and the rate extrapolated beyond it.
+   */
+  stream: { commands: number; spreadPartners: number; postConnections: number; timeoutS: number; capS: number };
 }
 
 export const fullSizes: Sizes = {
@@ -19,6 +25,7 @@ export const fullSizes: Sizes = {
   cascade: { accesses: 10_000, timeoutS: 120, baselineCapS: 90 },
   recalc: { partners: 1000, clientsPerPartner: 100, salesPerPartner: 300, timeoutS: 480 },
   memory: { warmupJobs: 6000, jobs: 100_000, timeoutS: 600 },
+  stream: { commands: 10_000, spreadPartners: 100, postConnections: 16, timeoutS: 300, capS: 60 },
 };
 
 export const quickSizes: Sizes = {
@@ -27,6 +34,7 @@ export const quickSizes: Sizes = {
   cascade: { accesses: 1000, timeoutS: 30, baselineCapS: 5 },
   recalc: { partners: 50, clientsPerPartner: 100, salesPerPartner: 300, timeoutS: 60 },
   memory: { warmupJobs: 1000, jobs: 5000, timeoutS: 90 },
+  stream: { commands: 1000, spreadPartners: 20, postConnections: 16, timeoutS: 90, capS: 20 },
 };
 
 export interface Bench {

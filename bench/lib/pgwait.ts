@@ -2,7 +2,8 @@ import type pg from 'pg';
 
 /**
  * Samples pg_stat_activity of the bench database every `intervalMs` while a scenario runs and
- * counts what the non-idle backends are doing: "CPU" (running, no wait event), "Lock:transactionid"
+ * counts what the non-idle backends are doing: "CPU (statement…)" (running, no wait event: the first
+ * characters of the statement), "Lock:transactionid"
  * (row lock waits), "IO:WALSync" (commit flush), "Client:ClientRead" (idle in transaction: waiting
  * for the Node process), ... Shares are of backend-samples.
  */
@@ -25,7 +26,8 @@ export function startWaitSampler(pool: pg.Pool, dbName: string, intervalMs = 100
       .query<{ what: string; n: string }>(
         `select case when state = 'idle in transaction' then 'Client:idle in transaction'
                      when wait_event_type = 'Lock' then 'Lock:' || wait_event || ' (' || left(regexp_replace(query, '[[:space:]]+', ' ', 'g'), 40) || '…)'
-                     else coalesce(wait_event_type || ':' || wait_event, 'CPU') end as what, count(*) as n
+                     when wait_event_type is null then 'CPU (' || left(regexp_replace(query, '[[:space:]]+', ' ', 'g'), 60) || '…)'
+                     else wait_event_type || ':' || wait_event end as what, count(*) as n
            from pg_stat_activity
           where datname = $1 and pid <> pg_backend_pid() and state is not null and state <> 'idle'
             and query not like '%pg_stat_activity%'

@@ -34,9 +34,9 @@ export async function measured<T>(b: Bench, workerPids: () => number[], fn: () =
   }
 }
 
-const workerPids = (b: Bench) => () => b.workers.map((w) => w.pid);
+export const workerPids = (b: Bench) => () => b.workers.map((w) => w.pid);
 
-function assertWorkersAlive(b: Bench): void {
+export function assertWorkersAlive(b: Bench): void {
   for (const w of b.workers) {
     if (!w.alive()) throw new Error(`${w.name} (pid ${w.pid}) died during the scenario:\n${w.tail()}`);
   }
@@ -55,7 +55,7 @@ export async function stopWorkers(b: Bench, keep: number): Promise<void> {
 }
 
 /** Pauses the queues, waits for their active jobs, obliterates them (jobs gone), resumes. */
-async function clearQueues(b: Bench, names: ('commands' | 'pairs' | 'mail' | 'credit')[]): Promise<void> {
+export async function clearQueues(b: Bench, names: ('commands' | 'pairs' | 'mail' | 'credit')[]): Promise<void> {
   const queues = names.map((n) => b.app.ctx.queues[n]);
   for (const q of queues) await q.pause();
   await pollUntil('active jobs to finish before clearing the queues', async () => {
@@ -155,7 +155,7 @@ export interface E2eResult {
   distinctMessageIds: number;
 }
 
-async function seedE2e(b: Bench, tag: string, partners: number, clients: number): Promise<void> {
+export async function seedE2e(b: Bench, tag: string, partners: number, clients: number): Promise<void> {
   await b.pool.query(`insert into partner (id, name) select $1 || '-p' || p, 'Bench partner ' || p from generate_series(1, $2::int) p`, [tag, partners]);
   await b.pool.query(
     `insert into employee (partner_id, email, name, tagged, status)
@@ -195,6 +195,7 @@ export async function endToEnd(b: Bench, tag: string): Promise<Measured<E2eResul
     const postS = seconds(t0);
     const commandIds = accepted.flat().map((a) => a.commandId);
     let itemsDoneS = 0;
+    let outboxRows = 0;
     let last = '';
     await pollUntil(
       `${total} pairs pending with their emails sent`,
@@ -207,8 +208,8 @@ export async function endToEnd(b: Bench, tag: string): Promise<Measured<E2eResul
                from command_item where command_id = any($1::text[])`,
             [commandIds],
           ),
-          b.pool.query<{ sent: string; failed: string }>(
-            `select count(*) filter (where state = 'sent') as sent, count(*) filter (where state = 'failed') as failed from outbox where partner_id = any($1::text[])`,
+          b.pool.query<{ sent: string; failed: string; total: string }>(
+            `select count(*) filter (where state = 'sent') as sent, count(*) filter (where state = 'failed') as failed, count(*) as total from outbox where partner_id = any($1::text[])`,
             [partnerIds],
           ),
         ]);
@@ -216,21 +217,24 @@ export async function endToEnd(b: Bench, tag: string): Promise<Measured<E2eResul
         const m = mail.rows[0];
         const pending = Number(it?.pending ?? 0);
         const sent = Number(m?.sent ?? 0);
-        last = `${pending}/${total} pairs pending, ${Number(it?.completed ?? 0)} completed, ${sent}/${total} emails sent`;
+        outboxRows = Number(m?.total ?? 0);
+        last = `${pending}/${total} pairs pending, ${Number(it?.completed ?? 0)} completed, ${sent}/${outboxRows} emails sent`;
         if (Number(it?.failed ?? 0) > 0 || Number(m?.failed ?? 0) > 0) {
           const e = await b.pool.query(`select error from command_item where command_id = any($1::text[]) and state = 'failed' limit 1`, [commandIds]);
           throw new Error(`end to end: ${it?.failed} pairs and ${m?.failed} emails failed, e.g. ${JSON.stringify(e.rows[0])}`);
         }
         if (!itemsDoneS && pending === total) itemsDoneS = seconds(t0);
-        return pending === total && sent === total ? true : undefined;
+        // The emails are written with the pairs: once every pair is pending, every email exists.
+        return pending === total && outboxRows > 0 && sent === outboxRows ? true : undefined;
       },
       { timeoutMs: timeoutS * 1000, intervalMs: 100, describe: () => last },
     );
     const s = seconds(t0);
     const emails = b.smtp.count() - mails0;
     const distinct = b.smtp.distinctIds() - ids0;
-    if (emails !== total || distinct !== total) {
-      throw new Error(`end to end: the SMTP sink got ${emails} messages (${distinct} distinct Message-IDs) for ${total} pairs; expected exactly one each`);
+    // One email per command and client (each command here names one employee: one per pair).
+    if (emails !== outboxRows || distinct !== outboxRows || outboxRows !== partners * clientsPerPartner) {
+      throw new Error(`end to end: the SMTP sink got ${emails} messages (${distinct} distinct Message-IDs) for ${outboxRows} outbox rows and ${total} pairs; expected exactly one per command and client`);
     }
     return { processes: b.workers.length, pairs: total, seconds: s, pairsPerS: total / s, itemsDoneS, mailDoneS: s, postS, emails, distinctMessageIds: distinct };
   });

@@ -20,13 +20,16 @@ export interface CommandRow {
   payload: unknown;
   state: CommandState;
   result: unknown;
+  error: StoredError | null;
   issued_at: string | null;
+  /** A pair command's pair count once its items are written (0: none written). */
+  items_total: number;
 }
 
 /** Loads one command of the log. */
 export async function loadCommand(em: Em, commandId: string): Promise<CommandRow | undefined> {
   return em.getKysely().selectFrom('command')
-    .select(['id', 'seq', 'partner_id', 'type', 'payload', 'state', 'result', 'issued_at'])
+    .select(['id', 'seq', 'partner_id', 'type', 'payload', 'state', 'result', 'error', 'issued_at', 'items_total'])
     .where('id', '=', commandId)
     .$castTo<CommandRow>()
     .executeTakeFirst();
@@ -88,6 +91,83 @@ export async function nextUnfinished(em: Em, partnerId: string, seq: string): Pr
     .orderBy('seq').limit(1)
     .$castTo<{ id: string; seq: string }>()
     .executeTakeFirst();
+}
+
+// ---- runs: a partner's consecutive waiting commands, applied in one transaction -----------------
+
+/**
+ * The partner's unfinished commands from `seq` on (that command first), in order, at most `limit`:
+ * the candidates of a run (see src/commands/apply-run.ts).
+ */
+export async function loadRun(em: Em, partnerId: string, seq: string, limit: number): Promise<CommandRow[]> {
+  return em.getKysely().selectFrom('command')
+    .select(['id', 'seq', 'partner_id', 'type', 'payload', 'state', 'result', 'error', 'issued_at', 'items_total'])
+    .where('partner_id', '=', partnerId).where('seq', '>=', seq).where(isUnfinished)
+    .orderBy('seq').limit(limit)
+    .$castTo<CommandRow>()
+    .execute();
+}
+
+/**
+ * Locks the commands of a run in their order for the rest of the transaction; returns the ids of
+ * those still unfinished (a command settled meanwhile, by a run that got there first, is left out).
+ */
+export async function lockRun(tx: Em, commandIds: readonly string[]): Promise<string[]> {
+  const r = await rows(tx, sql<{ id: string }>`select id from command
+     where id in (select jsonb_array_elements_text(${jsonb(commandIds)})) and state in ('waiting', 'active')
+     order by seq for update`);
+  return r.map((x) => x.id);
+}
+
+/** An item decided by a run: written with its result (its command has no items yet). */
+export interface DecidedItem { commandId: string; idx: number; hubId: string; email: string; state: 'completed' | 'failed'; outcome: string | null; error: StoredError | null }
+
+/** Writes the items of a run's pair commands with their results, in one statement (a completed item is left alone). */
+export async function insertDecidedItems(tx: Em, items: readonly DecidedItem[]): Promise<void> {
+  if (!items.length) return;
+  const set = items.map((i) => ({ command_id: i.commandId, idx: i.idx, hub_id: i.hubId, email: i.email, state: i.state, outcome: i.outcome, error: i.error }));
+  await run(tx, sql`insert into command_item (command_id, idx, hub_id, email, state, outcome, error, attempts, finished_at)
+    select t.command_id, t.idx, t.hub_id, t.email, t.state, t.outcome, t.error, 1, now()
+      from jsonb_to_recordset(${jsonb(set)}) as t(command_id text, idx int, hub_id text, email text, state text, outcome text, error jsonb)
+    on conflict (command_id, idx) do update set state = excluded.state, outcome = excluded.outcome, error = excluded.error,
+       attempts = command_item.attempts + 1, finished_at = now()
+     where command_item.state <> 'completed'`);
+}
+
+/** A command as a run settles it. `counted`: its attempt was already counted (startCommand); `itemsTotal`: a pair command's pairs. */
+export interface RunSettlement { id: string; state: 'completed' | 'failed'; result: Record<string, unknown> | null; error: StoredError | null; itemsTotal: number; counted: boolean }
+
+/**
+ * Settles the commands of a run (state, result, error, attempt, start and finish; a pair command
+ * also its item count and range size), in one statement.
+ */
+export async function settleRun(tx: Em, settled: readonly RunSettlement[]): Promise<void> {
+  if (!settled.length) return;
+  const set = settled.map((c) => ({ id: c.id, state: c.state, result: c.result, error: c.error, items_total: c.itemsTotal, counted: c.counted }));
+  await run(tx, sql`update command c set state = t.state, result = t.result, error = t.error, finished_at = now(), started_at = coalesce(c.started_at, now()),
+       attempts = c.attempts + case when t.counted then 0 else 1 end,
+       items_total = case when t.items_total > 0 then t.items_total else c.items_total end,
+       range_size = case when t.items_total > 0 and c.range_size = 0 then t.items_total else c.range_size end
+      from jsonb_to_recordset(${jsonb(set)}) as t(id text, state text, result jsonb, error jsonb, items_total int, counted boolean)
+     where c.id = t.id`);
+}
+
+/**
+ * A savepoint of a run that applies its commands one by one: a command refused after it wrote
+ * something is rolled back alone (`rollbackToCommandSavepoint`), the others stay.
+ */
+export async function commandSavepoint(tx: Em): Promise<void> {
+  await run(tx, sql`savepoint run_command`);
+}
+
+/** The command applied: its savepoint is released. */
+export async function releaseCommandSavepoint(tx: Em): Promise<void> {
+  await run(tx, sql`release savepoint run_command`);
+}
+
+/** The command was refused: what it wrote is undone, the transaction goes on. */
+export async function rollbackToCommandSavepoint(tx: Em): Promise<void> {
+  await run(tx, sql`rollback to savepoint run_command`);
 }
 
 // ---- pair commands: fan-out ---------------------------------------------------------------------
@@ -167,6 +247,14 @@ export async function failOpenItem(em: Em, commandId: string, idx: number, error
 export async function itemOutcome(em: Em, commandId: string, idx: number): Promise<string | null> {
   const r = await em.getKysely().selectFrom('command_item').select('outcome').where('command_id', '=', commandId).where('idx', '=', idx).executeTakeFirst();
   return r?.outcome ?? null;
+}
+
+/** The error of an item that is settled failed (null: it is not). */
+export async function failedItemError(em: Em, commandId: string, idx: number): Promise<StoredError | null> {
+  const r = await em.getKysely().selectFrom('command_item').select('error').where('command_id', '=', commandId).where('idx', '=', idx).where('state', '=', 'failed')
+    .$castTo<{ error: StoredError | null }>()
+    .executeTakeFirst();
+  return r?.error ?? null;
 }
 
 /** Whether any item of the command is still open. */

@@ -259,6 +259,8 @@ export function listenForDeliveries(databaseUrl: string, onWebhook: (webhookId: 
     c.on('notification', (n) => { if (n.channel === WEBHOOK_CHANNEL && n.payload) onWebhook(n.payload); });
     try {
       await c.connect();
+      // Closed while connecting: this connection is nobody's any more.
+      if (closed || client !== c) return void (await c.end().catch(() => undefined));
       await c.query(`listen ${WEBHOOK_CHANNEL}`);
     } catch (err) {
       retry(err);

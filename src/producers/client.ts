@@ -1,15 +1,22 @@
 import { loadConfig, type Config, type Scope } from '../../config/index.js';
 import { acceptCommands, getCommandStatus, type Accepted, type CommandStatus } from '../commands/log.js';
 import { asHttpErrors, HttpError } from './errors.js';
-import { commandsRefusal, parseCommand, parseCommands, type Issue } from '../commands/schemas.js';
+import type { z } from 'zod';
+import { commandsRefusal, parseCommand, parseCommands, type commandSchemas, type CommandType, type Issue } from '../commands/schemas.js';
 import { openOrm, type Orm } from '../db/orm.js';
 import { createQueues, type Queues } from '../jobs/queues.js';
 
+/**
+ * One command as a caller writes it: the input of its zod schema (contract §4), before validation
+ * normalises it (emails lower-cased, text trimmed). The same union the HTTP document's `Command` is.
+ */
+export type CommandInput = { [K in CommandType]: z.input<(typeof commandSchemas)[K]> }[CommandType];
+
 export interface Producer {
   /** Validates and accepts one command, exactly as `POST /v1/partners/{id}/commands` does. */
-  send(partnerId: string, command: unknown): Promise<Accepted>;
+  send(partnerId: string, command: CommandInput): Promise<Accepted>;
   /** Validates and accepts up to 1000 commands, all or nothing. */
-  sendBatch(partnerId: string, commands: unknown[]): Promise<Accepted[]>;
+  sendBatch(partnerId: string, commands: CommandInput[]): Promise<Accepted[]>;
   status(commandId: string): Promise<CommandStatus | null>;
   close(): Promise<void>;
 }

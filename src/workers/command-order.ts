@@ -34,3 +34,63 @@ export async function wakeNextAfter(ctx: Pick<AppContext, 'orm' | 'queues'>, com
   const c = await commandOrder(ctx.orm.em.fork(), commandId);
   if (c) await wakeNext(ctx, c.partner_id, String(c.seq));
 }
+
+/** A command that a run of this process settled, as its own job answers it. */
+export interface SettledHere {
+  seq: string;
+  type: string;
+  state: 'completed' | 'failed';
+  result: unknown;
+  error: { code: string; message: string } | null;
+  /** A pair command whose pair was refused: its pair job shows the failure, the command job completes. */
+  refusedPair: boolean;
+}
+
+/**
+ * This process's side of the per-partner order: one command job of a partner at a time (the others
+ * of that partner wait here, in arrival order, instead of being delayed in Redis), and the commands
+ * that its runs settled lately, so their own jobs finish without a database read.
+ */
+export class PartnerTurns {
+  private readonly tails = new Map<string, Promise<void>>();
+  private readonly recent = new Map<string, SettledHere>();
+
+  /** @param remember how many settled commands are remembered (the oldest are forgotten first). */
+  constructor(private readonly remember = 20_000) {}
+
+  /**
+   * Runs `fn` when the partner's earlier jobs in this process are done with their turn. `fn` is told
+   * whether it waited (what it read before may be stale).
+   */
+  async inTurn<T>(partnerId: string, fn: (waited: boolean) => Promise<T>): Promise<T> {
+    const prev = this.tails.get(partnerId);
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => { release = resolve; });
+    const tail = prev ? prev.then(() => mine) : mine;
+    this.tails.set(partnerId, tail);
+    try {
+      if (prev) await prev;
+      return await fn(prev !== undefined);
+    } finally {
+      release();
+      if (this.tails.get(partnerId) === tail) this.tails.delete(partnerId);
+    }
+  }
+
+  /** Commands a run of this process committed. */
+  settledNow(commands: readonly (SettledHere & { id: string })[]): void {
+    for (const { id, ...s } of commands) {
+      this.recent.delete(id);
+      this.recent.set(id, s);
+    }
+    for (const id of this.recent.keys()) {
+      if (this.recent.size <= this.remember) break;
+      this.recent.delete(id);
+    }
+  }
+
+  /** The command, if a run of this process settled it lately. */
+  settled(commandId: string): SettledHere | undefined {
+    return this.recent.get(commandId);
+  }
+}

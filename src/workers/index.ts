@@ -5,7 +5,7 @@ import { createTransport } from '../mail/transport.js';
 import { QUEUES, workerConnection, type QueueName } from '../jobs/queues.js';
 import { parsePayload } from '../jobs/contracts.js';
 import { markCommandFailed, processCommandJob } from './commands.js';
-import { wakeNextAfter } from './command-order.js';
+import { PartnerTurns, wakeNextAfter } from './command-order.js';
 import { publishSettled } from '../jobs/command-events.js';
 import { processCreditJob, reportGroupFinished } from './credit-jobs.js';
 import { isUnrecoverable } from './failures.js';
@@ -60,11 +60,13 @@ export function startWorkers(ctx: AppContext, hooks: WorkerHooks = {}): RunningW
   const inlineTransport = createTransport(ctx.config.smtpUrl, { maxConnections: INLINE_MAIL_CONNECTIONS });
   const inlineMail = new InlineMail(ctx, inlineTransport, INLINE_MAIL_CONNECTIONS, hooks.onEmailsSent);
   const pairs = pairBatcher(ctx, ctx.config.pairBatchSize, inlineMail);
+  // One command job of a partner at a time in this process; the runs' settled commands, remembered.
+  const turns = new PartnerTurns();
   const outboxRows = outboxLoader(ctx, ctx.config.pairBatchSize);
   const sentRows = sentMarker(ctx, ctx.config.pairBatchSize);
   const processors: Record<QueueName, Processor> = {
-    [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token),
-    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, { type: job.name, batcher: pairs, mail: inlineMail, retaken: job.attemptsStarted > 1 || job.stalledCounter > 0 }),
+    [QUEUES.commands]: (job, token) => processCommandJob(ctx, job, token, { mail: inlineMail, turns }),
+    [QUEUES.pairs]: (job) => processPairJob(ctx, job.data, { type: job.name, batcher: pairs, mail: inlineMail, retaken: job.attemptsStarted > 1 || job.stalledCounter > 0, firstAttempt: job.attemptsMade === 0 }),
     [QUEUES.mail]: (job) => processMailJob(ctx, transport, job.data, outboxRows, sentRows, job.attemptsMade),
     [QUEUES.credit]: (job, token) => processCreditJob(ctx, job, token),
     [QUEUES.lifecycle]: (job) => processLifecycleSweep(ctx, job.data),

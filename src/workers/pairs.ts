@@ -3,7 +3,7 @@ import type { Em } from '../db/orm.js';
 import { DomainError } from '../domain/errors.js';
 import { applyPairBatch, recordConflictsWithEvents, type BatchPair, type PairOutcomeOrError } from '../commands/apply-pairs.js';
 import {
-  failOpenItem, hasOpenItems, itemOutcome, loadItems, lockCommand, openItems, recordItemResults, settleFromItems, writeItems, type ItemResult,
+  failedItemError, failOpenItem, hasOpenItems, itemOutcome, loadItems, lockCommand, openItems, recordItemResults, settleFromItems, writeItems, type ItemResult,
 } from '../db/command-progress.js';
 import { insertEvents } from '../db/webhook-store.js';
 import { commandEvent } from '../webhooks/events.js';
@@ -218,6 +218,11 @@ export interface PairJobEnv {
   mail?: InlineMail;
   /** The job was taken over or retried (see releaseClaims). */
   retaken?: boolean;
+  /**
+   * The job's first attempt: a pair a run already refused (its item failed) fails at once with the
+   * stored code, so the refusal shows on the dashboard; an operator's retry decides it again.
+   */
+  firstAttempt?: boolean;
 }
 
 const isRange = (data: unknown) => typeof data === 'object' && data !== null && 'from' in data;
@@ -227,6 +232,10 @@ export async function processPairJob(ctx: AppContext, data: unknown, env: PairJo
   const { type, batcher, mail, retaken = false } = env;
   if (isRange(data)) return processPairRange(ctx, type, payloadOf('pairRange', data), mail, retaken);
   const ref = payloadOf('pair', data);
+  if (env.firstAttempt) {
+    const refused = await failedItemError(ctx.orm.em.fork(), ref.commandId, ref.idx);
+    if (refused) throw toUnrecoverable(refused);
+  }
   const r = batcher ? await batcher.submit(ref) : (await processPairs(ctx, [ref]))[0]!;
   if (!r.ok) throw r.error;
   return { outcome: r.outcome };

@@ -260,29 +260,31 @@ describe('an idempotent worker', () => {
     });
 
     it('when a pair not yet applied is processed twice at the same moment and then by its queued job, then it is applied once with one email and the command counters stay right', async () => {
-      const [hub, email] = ['pj-c2', 'pj2.emp@agency.test'];
+      // Two pairs: a command of one pair is applied by its command job's run, with no pair job at all.
+      const [hub, hub2, email] = ['pj-c2', 'pj-c2b', 'pj2.emp@agency.test'];
       await apply('p-100', { type: 'employee.tag', email });
       await apply('p-100', { type: 'client.upsert', hubId: hub, name: hub, contactEmail: contactOf(hub) });
+      await apply('p-100', { type: 'client.upsert', hubId: hub2, name: hub2, contactEmail: contactOf(hub2) });
       const pairs = svc.app.ctx.queues.pairs;
       await pairs.pause();
       let commandId = '';
       try {
-        const r = await svc.api.post('p-100', { type: 'access.assign', clientHubIds: [hub], employeeEmails: [email] }, TOKENS.admin);
+        const r = await svc.api.post('p-100', { type: 'access.assign', clientHubIds: [hub, hub2], employeeEmails: [email] }, TOKENS.admin);
         expect(r.status).toBe(202);
         commandId = r.body.commandId;
-        await waitFor(async () => (await svc.sql('select 1 from command_item where command_id = ?', [commandId])).length === 1, { what: 'the fan-out' });
+        await waitFor(async () => (await svc.sql('select 1 from command_item where command_id = ?', [commandId])).length === 2, { what: 'the fan-out' });
 
         const outs = await Promise.all([processPairJob(svc.app.ctx, { commandId, idx: 0 }, { type: 'access.assign' }), processPairJob(svc.app.ctx, { commandId, idx: 0 }, { type: 'access.assign' })]);
         expect(outs).toEqual([{ outcome: 'pending' }, { outcome: 'pending' }]);
       } finally {
         await pairs.resume();
       }
-      await waitFor(async () => (await (await pairs.getJob(jobIds.pairRange(commandId, 0, 1)))?.getState()) === 'completed', { what: 'the queued range job' });
+      await waitFor(async () => (await (await pairs.getJob(jobIds.pairRange(commandId, 0, 2)))?.getState()) === 'completed', { what: 'the queued range job' });
       await settle();
 
       const [cmd] = await svc.sql('select state, items_total, result from command where id = ?', [commandId]);
-      expect(cmd).toEqual({ state: 'completed', items_total: 1, result: { pairs: 1, outcomes: { pending: 1 }, outcome: 'pending' } });
-      expect(await svc.sql('select state, outcome, attempts from command_item where command_id = ?', [commandId])).toEqual([{ state: 'completed', outcome: 'pending', attempts: 1 }]);
+      expect(cmd).toEqual({ state: 'completed', items_total: 2, result: { pairs: 2, outcomes: { pending: 2 }, outcome: 'pending' } });
+      expect(await svc.sql('select state, outcome, attempts from command_item where command_id = ? order by idx', [commandId])).toEqual([0, 1].map(() => ({ state: 'completed', outcome: 'pending', attempts: 1 })));
       expect(await svc.sql('select state from access where hub_id = ?', [hub])).toEqual([{ state: 'pending' }]);
       expect(await svc.sql('select count(*)::int as n from grant_token where hub_id = ?', [hub])).toEqual([{ n: 1 }]);
       expect(await svc.sql(`select count(*)::int as n from outbox where payload->>'hubId' = ?`, [hub])).toEqual([{ n: 1 }]);

@@ -587,7 +587,7 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
       const theirs = await svc.api.get(`/v1/partners/${P2}/clients`, TOKENS.other);
       expect(theirs.body.clients).toEqual([expect.objectContaining({ hubId: 'c-1', name: 'Rival Client', mrr: 200, employees: [] })]);
       const theirEmployees = await svc.api.get(`/v1/partners/${P2}/employees`, TOKENS.other);
-      expect(theirEmployees.body).toEqual({ employees: [] });
+      expect(theirEmployees.body).toEqual({ employees: [], nextCursor: null });
     });
 
     it('when a partner does not exist, then 404 NOT_FOUND for the admin and 403 for a token of other partners', async () => {

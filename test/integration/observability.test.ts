@@ -90,7 +90,7 @@ describe('the metrics of the API process', () => {
 
     expect(SERVICE_VERSION).toBe((JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string }).version);
     expect(find(all, 'pap_build_info').map((s) => [s.labels.version, s.value])).toEqual([[SERVICE_VERSION, 1]]);
-    expect(find(all, 'pap_queue_oldest_waiting_seconds').map((s) => s.labels.queue).sort()).toEqual(['commands', 'credit', 'lifecycle', 'mail', 'pairs']);
+    expect(find(all, 'pap_queue_oldest_waiting_seconds').map((s) => s.labels.queue).sort()).toEqual(['commands', 'credit', 'lifecycle', 'mail', 'pairs', 'webhooks']);
     // The metrics the service had before are all still there.
     for (const name of ['pap_queue_jobs', 'pap_commands_accepted_total', 'pap_jobs_finished_total', 'pap_job_duration_seconds_count', 'pap_accept_to_applied_seconds_count']) {
       expect({ name, present: find(all, name).length > 0 }).toEqual({ name, present: true });
