@@ -1,7 +1,7 @@
 import type { Em } from '../db/orm.js';
 import { planPairBatch, type BatchPair, type PairOutcomeOrError, type PlannedRequest } from '../domain/pair-batch.js';
 import { createRequests, expireGrantLinks, loadPairFacts, lockClientEmails, recordConflicts, touchLastIssuedAt, upsertAccess, type RequestEmail } from '../db/access-store.js';
-import { requestEmailKey, REQUEST_EMAIL_KIND } from '../db/outbox-store.js';
+import { laterRequestEmailKey, requestEmailKey, REQUEST_EMAIL_KIND } from '../db/outbox-store.js';
 import { grantTokenHash } from '../lib/grant-link.js';
 import { insertEvents } from '../db/webhook-store.js';
 import { accessEvent, accessEventOfOutcome, type NewEvent } from '../webhooks/events.js';
@@ -17,12 +17,14 @@ export interface RequestSettings {
 }
 
 /**
- * The emails of a batch's new requests: one per command and client, naming every pair that
- * command newly asks for at that client in this batch, each with its request sequence (the
- * renderer derives each pair's link from them; no token is written anywhere). Its notification
- * key names the command, the client and the first of those pairs' items, so it is the same on
- * every replay of the batch and one batch never writes it twice. Returns the emails and, per
- * email, the request whose result carries the outbox id.
+ * The emails of a batch's new requests: one per command and client (the digest), naming every pair
+ * that command newly asks for at that client in this batch, each with its request sequence (the
+ * renderer derives each pair's link, and the "grant all" link, from them and the command; no token
+ * is written anywhere). Its notification key is the command and the client; should that client's
+ * digest of the command exist already (a pair decided later on its own), the email falls back to
+ * the key that also names the first of its pairs' items, so it is the same on every replay of the
+ * batch and one batch never writes it twice. Returns the emails and, per key, the request whose
+ * result carries the outbox id.
  */
 export function requestEmails(requests: readonly PlannedRequest[]): { emails: RequestEmail[]; carriers: Map<string, PlannedRequest> } {
   const groups = new Map<string, PlannedRequest[]>();
@@ -34,14 +36,17 @@ export function requestEmails(requests: readonly PlannedRequest[]): { emails: Re
   const carriers = new Map<string, PlannedRequest>();
   for (const group of groups.values()) {
     const first = group.reduce((a, b) => (b.pair.idx < a.pair.idx ? b : a));
-    const key = requestEmailKey({ commandId: first.pair.commandId, hubId: first.pair.hubId, idx: first.pair.idx });
+    const ref = { commandId: first.pair.commandId, hubId: first.pair.hubId, idx: first.pair.idx };
+    const key = requestEmailKey(ref);
+    const fallbackKey = laterRequestEmailKey(ref);
     // One line per employee: the latest request of a pair asked twice in the batch.
     const byEmail = new Map(group.map((r) => [r.pair.email, r.seq]));
     emails.push({
-      notificationKey: key, kind: REQUEST_EMAIL_KIND, partnerId: first.pair.partnerId,
-      payload: { partnerId: first.pair.partnerId, hubId: first.pair.hubId, pairs: [...byEmail].map(([email, seq]) => ({ email, seq })) },
+      notificationKey: key, fallbackKey, kind: REQUEST_EMAIL_KIND, partnerId: first.pair.partnerId,
+      payload: { partnerId: first.pair.partnerId, hubId: first.pair.hubId, commandId: first.pair.commandId, pairs: [...byEmail].map(([email, seq]) => ({ email, seq })) },
     });
     carriers.set(key, first);
+    carriers.set(fallbackKey, first);
   }
   return { emails, carriers };
 }

@@ -1,9 +1,9 @@
 import type { Em } from '../db/orm.js';
-import { decideGrant, decideLinkAnswer, type Decision, type LinkFacts, type LinkState } from '../domain/access.js';
+import { decideGrant, decideLinkAnswer, linkState, type Decision, type LinkFacts, type LinkState } from '../domain/access.js';
 import { loadAccess, lockClientEmails, touchLastIssuedAt, upsertAccess, type PairKey } from '../db/access-store.js';
 import { insertAppliedCommand } from '../db/command-log.js';
-import { declineRequest, findLink, insertPartnerNotices, markLinkAnswered, partnerNoticeKey, type LinkRow } from '../db/lifecycle-store.js';
-import { hashToken } from '../lib/grant-link.js';
+import { declineRequest, findLink, findLinksOfRequest, insertPartnerNotices, markLinkAnswered, partnerNoticeKey, type LinkRow } from '../db/lifecycle-store.js';
+import { hashToken, type GrantAllRef } from '../lib/grant-link.js';
 import { insertEvents } from '../db/webhook-store.js';
 import { accessEvent } from '../webhooks/events.js';
 
@@ -88,7 +88,11 @@ export async function viewLink(em: Em, token: string, now: Date): Promise<LinkOu
  */
 export async function answerLink(em: Em, token: string, answer: LinkAnswer, now: Date): Promise<LinkOutcome> {
   if (!tokenShape.test(token)) return { page: 'unknown', outboxIds: [] };
-  const hash = hashToken(token);
+  return answerLinkOfHash(em, hashToken(token), answer, now);
+}
+
+/** {@link answerLink} by the link's stored hash. */
+async function answerLinkOfHash(em: Em, hash: string, answer: LinkAnswer, now: Date): Promise<LinkOutcome> {
   return em.transactional(async (tx) => {
     // The (client, email) lock first, as every pair operation takes it, then the link's row.
     const peek = await findLink(tx, hash);
@@ -114,4 +118,58 @@ export async function answerLink(em: Em, token: string, answer: LinkAnswer, now:
     });
     return { page: d.outcome === 'active' ? 'granted' : 'declined', link: row, outboxIds };
   });
+}
+
+// ---- a digest's "grant all" link ------------------------------------------------------------------
+
+/** One person of a digest, as the "grant all" page lists them. */
+export interface AllPerson { email: string; name: string | null }
+
+/** What the page behind a "grant all" link says: the people it can still grant (`confirm`), those it granted now (`granted`), or that none is open (`used`). */
+export interface AllOutcome {
+  page: 'confirm' | 'granted' | 'used' | 'unknown';
+  people: AllPerson[];
+  names?: { partner: string; client: string };
+  /** The client's locale. */
+  locale?: string;
+  /** Outbox rows to enqueue after commit (the partner told of each grant). */
+  outboxIds: string[];
+}
+
+/** The digest's links whose requests can still be answered, one per person (its latest request). */
+async function openLinksOf(em: Em, ref: GrantAllRef, now: Date): Promise<{ rows: (LinkRow & { tokenHash: string })[]; open: (LinkRow & { tokenHash: string })[] }> {
+  const rows = await findLinksOfRequest(em, ref);
+  const open = rows.filter((r) => linkState(linkFacts(r), now) === 'open');
+  return { rows, open };
+}
+
+const personOf = (r: LinkRow): AllPerson => ({ email: r.email, name: r.employeeName });
+const namesOf = (rows: readonly LinkRow[]) => (rows[0] ? { names: { partner: rows[0].partnerName, client: rows[0].clientName }, locale: rows[0].locale } : {});
+
+/** What the page of a "grant all" link shows now (GET: changes nothing). */
+export async function viewAll(em: Em, ref: GrantAllRef | null, now: Date): Promise<AllOutcome> {
+  if (!ref) return { page: 'unknown', people: [], outboxIds: [] };
+  const { rows, open } = await openLinksOf(em, ref, now);
+  if (!rows.length) return { page: 'unknown', people: [], outboxIds: [] };
+  return { page: open.length ? 'confirm' : 'used', people: open.map(personOf), ...namesOf(rows), outboxIds: [] };
+}
+
+/**
+ * The client grants every open request of the digest (POST): each pair's own link is answered as
+ * its own grant would be ({@link answerLink}: one transaction each, used once, the partner told), so
+ * a pair is granted once however often the page is posted, and a link answered meanwhile (granted,
+ * declined, withdrawn, expired) is left as it is.
+ */
+export async function answerAll(em: Em, ref: GrantAllRef | null, now: Date): Promise<AllOutcome> {
+  if (!ref) return { page: 'unknown', people: [], outboxIds: [] };
+  const { rows, open } = await openLinksOf(em, ref, now);
+  if (!rows.length) return { page: 'unknown', people: [], outboxIds: [] };
+  const granted: AllPerson[] = [];
+  const outboxIds: string[] = [];
+  for (const link of open) {
+    const out = await answerLinkOfHash(em, link.tokenHash, 'grant', now);
+    outboxIds.push(...out.outboxIds);
+    if (out.page === 'granted') granted.push(personOf(link));
+  }
+  return { page: granted.length ? 'granted' : 'used', people: granted, ...namesOf(rows), outboxIds };
 }

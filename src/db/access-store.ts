@@ -155,8 +155,17 @@ export async function touchLastIssuedAt(tx: Em, touches: readonly (PairKey & { i
  * no later than now). A statement, or a CTE of one.
  */
 const withdrawLinksOf = (pairs: RawBuilder<unknown>) => sql`update grant_token g set withdrawn_at = now(), expires_at = least(g.expires_at, now())
-    from ${pairs}
-   where g.partner_id = t.partner_id and g.hub_id = t.hub_id and g.email = t.email and g.used_at is null and g.withdrawn_at is null`;
+    from ${pairs} cross join lateral (${openLinksOfPair(sql`true`)}) o
+   where g.token_hash = o.token_hash`;
+
+/**
+ * The open links of the pair of the row `t` (with `partner_id`, `hub_id` and `email`), matching
+ * `extra` too: a lateral subquery, one probe of `grant_token_by_pair` per pair. `offset 0` keeps the
+ * planner from flattening it into a join, which it would run as a scan of the whole table when its
+ * statistics say there are few open links (a table that grew since it was last analysed).
+ */
+const openLinksOfPair = (extra: RawBuilder<unknown>) => sql`select x.token_hash from grant_token x
+   where x.partner_id = t.partner_id and x.hub_id = t.hub_id and x.email = t.email and x.used_at is null and x.withdrawn_at is null and ${extra} offset 0`;
 
 /** Grant links of revoked or granted pairs stop working (set-based). */
 export async function expireGrantLinks(tx: Em, pairs: readonly PairKey[]): Promise<void> {
@@ -167,31 +176,39 @@ export async function expireGrantLinks(tx: Em, pairs: readonly PairKey[]): Promi
 /** A new request of one pair: its grant link's stored hash (see `grantTokenHash`) for request `seq`. */
 export interface RequestLink extends PairKey { seq: number; tokenHash: string; commandId: string }
 
-/** The email of new requests: one outbox row (its payload names pairs and sequences, never a token). */
-export interface RequestEmail { notificationKey: string; kind: string; partnerId: string; payload: Record<string, unknown> }
+/**
+ * The email of new requests: one outbox row (its payload names pairs and sequences, never a token).
+ * `fallbackKey`: its key when a row with `notificationKey` exists already.
+ */
+export interface RequestEmail { notificationKey: string; fallbackKey: string; kind: string; partnerId: string; payload: Record<string, unknown> }
 
 /**
  * Creates the grant links of new requests and the emails that carry them, in one statement: the
  * pairs' earlier unused links are withdrawn (a new request kills the old link), one `grant_token`
  * row per request (its hash only; expiring in `ttlDays`), and the outbox rows, once-only by their
- * notification key (an existing key writes nothing and returns nothing). With `claimSecs`, the
+ * notification key; an email whose key exists already is written under its fallback key, once-only
+ * too (an existing one writes nothing and returns nothing). With `claimSecs`, the
  * rows are written claimed for that long (the caller sends them right after its commit). Returns
  * the outbox rows written.
  */
 export async function createRequests(tx: Em, links: readonly RequestLink[], emails: readonly RequestEmail[], ttlDays: number, claimSecs: number | null): Promise<{ id: string; notification_key: string }[]> {
   const set = links.map((l) => ({ token_hash: l.tokenHash, partner_id: l.partnerId, hub_id: l.hubId, email: l.email, seq: l.seq, command_id: l.commandId }));
-  const mails = emails.map((e) => ({ key: e.notificationKey, kind: e.kind, partner_id: e.partnerId, payload: e.payload }));
+  const mails = emails.map((e) => ({ key: e.notificationKey, fallback_key: e.fallbackKey, kind: e.kind, partner_id: e.partnerId, payload: e.payload }));
   return rows(tx, sql<{ id: string; notification_key: string }>`with t as (select * from jsonb_to_recordset(${jsonb(set)}) as t(token_hash text, partner_id text, hub_id text, email text, seq int, command_id text)),
           w as (update grant_token g set withdrawn_at = now(), expires_at = least(g.expires_at, now())
-                  from t where g.partner_id = t.partner_id and g.hub_id = t.hub_id and g.email = t.email
-                   and g.used_at is null and g.withdrawn_at is null and g.request_seq < t.seq),
+                  from t cross join lateral (${openLinksOfPair(sql`x.request_seq < t.seq`)}) o where g.token_hash = o.token_hash),
           g as (insert into grant_token (token_hash, partner_id, hub_id, email, expires_at, request_seq, command_id)
                 select token_hash, partner_id, hub_id, email, now() + make_interval(secs => ${ttlDays * 86_400}::double precision), seq, command_id from t
-                on conflict (token_hash) do nothing)
-     insert into outbox (notification_key, kind, partner_id, payload, claimed_until)
-     select m.key, m.kind, m.partner_id, m.payload, now() + make_interval(secs => ${claimSecs}::double precision)
-       from jsonb_to_recordset(${jsonb(mails)}) as m(key text, kind text, partner_id text, payload jsonb)
-     on conflict (notification_key) do nothing returning id, notification_key`);
+                on conflict (token_hash) do nothing),
+          m as (select * from jsonb_to_recordset(${jsonb(mails)}) as m(key text, fallback_key text, kind text, partner_id text, payload jsonb)),
+          o as (insert into outbox (notification_key, kind, partner_id, payload, claimed_until)
+                select m.key, m.kind, m.partner_id, m.payload, now() + make_interval(secs => ${claimSecs}::double precision) from m
+                on conflict (notification_key) do nothing returning id, notification_key),
+          later as (insert into outbox (notification_key, kind, partner_id, payload, claimed_until)
+                select m.fallback_key, m.kind, m.partner_id, m.payload, now() + make_interval(secs => ${claimSecs}::double precision) from m
+                 where not exists (select 1 from o where o.notification_key = m.key)
+                on conflict (notification_key) do nothing returning id, notification_key)
+     select id, notification_key from o union all select id, notification_key from later`);
 }
 
 /**

@@ -13,12 +13,20 @@ export type { StoredError } from './command-log.js';
 /** The outbox kind of an access-request email (payload: `{partnerId, hubId, pairs: [{email, seq}]}`, never a token). */
 export const REQUEST_EMAIL_KIND = 'access.request';
 /**
- * The notification key of an access-request email: once per command and client, and per batch of
- * that command's pairs (`idx`: the item of the first pair it names).
+ * The notification key of an access-request email: once per command and client (the digest of
+ * every pair that command newly asks for at that client). A command's pairs of one client are
+ * decided together (one range, or one run), so this is the only key in the ordinary case; see
+ * {@link laterRequestEmailKey} for the others.
  */
-export const requestEmailKey = (p: { commandId: string; hubId: string; idx: number }) => `${REQUEST_EMAIL_KIND}:${p.commandId}:${p.hubId}:${p.idx}`;
-/** {@link requestEmailKey} over a `command_item` row aliased `i`, in SQL. */
-const requestEmailKeyOfItem = sql`'access.request:' || i.command_id || ':' || i.hub_id || ':' || i.idx`;
+export const requestEmailKey = (p: { commandId: string; hubId: string }) => `${REQUEST_EMAIL_KIND}:${p.commandId}:${p.hubId}`;
+/**
+ * The key of a later email of the same command and client: pairs decided after that client's
+ * digest was written (a pair refused at first and applied by its own job or an operator's retry, a
+ * range split pair by pair). `idx`: the item of the first pair it names.
+ */
+export const laterRequestEmailKey = (p: { commandId: string; hubId: string; idx: number }) => `${requestEmailKey(p)}:${p.idx}`;
+/** Whether a request email of the `command_item` row aliased `i` has the key of the outbox row aliased `o` (either form), in SQL. */
+const isRequestEmailOfItem = sql`o.notification_key in ('access.request:' || i.command_id || ':' || i.hub_id, 'access.request:' || i.command_id || ':' || i.hub_id || ':' || i.idx)`;
 
 /**
  * Writes an outbox row in the caller's transaction. The notification key makes it once-only:
@@ -117,7 +125,20 @@ export async function releaseClaims(em: Em, range: { commandId: string; from: nu
   const r = await rows(em, sql<{ id: string }>`update outbox o set claimed_until = null
       from command_item i
      where i.command_id = ${range.commandId} and i.idx >= ${range.from}::int and i.idx < ${range.to}::int and i.state = 'completed'
-       and o.notification_key = ${requestEmailKeyOfItem} and o.state = 'pending'
+       and ${isRequestEmailOfItem} and o.state = 'pending'
+       and o.claimed_until < now() + make_interval(secs => ${endingWithinSecs}::double precision)
+     returning o.id`);
+  return r.map((x) => String(x.id));
+}
+
+/**
+ * Releases the claims on the partner's unsent emails whose claim runs out within
+ * `endingWithinSecs` (their sender's inline start deadline has passed, so it starts no send for
+ * them any more): the run that claimed them was taken over. Returns the released rows.
+ */
+export async function releasePartnerClaims(em: Em, partnerId: string, endingWithinSecs: number): Promise<string[]> {
+  const r = await rows(em, sql<{ id: string }>`update outbox o set claimed_until = null
+     where o.state = 'pending' and o.partner_id = ${partnerId} and o.claimed_until is not null
        and o.claimed_until < now() + make_interval(secs => ${endingWithinSecs}::double precision)
      returning o.id`);
   return r.map((x) => String(x.id));

@@ -66,6 +66,8 @@ export interface Messages {
     /** A request naming several employees (each with its own link). */
     subjectMany: (partner: string, n: number) => string;
     bodyMany: (partner: string) => string;
+    /** The digest's one link that grants every person it names. */
+    actionAll: string;
   };
   /** The reminder to the client, before a pending request expires. */
   reminder: {
@@ -95,6 +97,12 @@ export interface Messages {
     unknownTitle: string;
     unknownText: string;
     close: string;
+    /** The page of a digest's "grant all" link. */
+    confirmAllAsk: (partner: string, client: string) => string;
+    confirmAllExplain: string;
+    grantAll: string;
+    grantedAllText: (client: string) => string;
+    allUsedText: (partner: string) => string;
   };
   /** What the partner is told (to its notifyEmail, in its locale). */
   partner: {
@@ -126,6 +134,7 @@ const en: Messages = {
     choice: 'The link opens a page where you grant or decline the request.',
     subjectMany: (p, n) => `${p} asks for access for ${n} people`,
     bodyMany: (p) => `Your partner ${p} would like these people to get access to your account. Each link works for one person:`,
+    actionAll: 'Grant access to all of them',
   },
   reminder: {
     subject: (p, e) => `Reminder: ${p} asks for access for ${e}`,
@@ -151,6 +160,11 @@ const en: Messages = {
     unknownTitle: 'Link not valid',
     unknownText: 'This link is not valid. Check that you opened the whole link from the email.',
     close: 'You can close this page.',
+    confirmAllAsk: (p, c) => `${p} asks that these people get access to the account of ${c}:`,
+    confirmAllExplain: '“Grant access to all” gives each of them access to your account. To decline someone, use that person’s own link in the email.',
+    grantAll: 'Grant access to all',
+    grantedAllText: (c) => `These people now have access to the account of ${c}:`,
+    allUsedText: (p) => `These requests of ${p} have already been answered, or are no longer open.`,
   },
   partner: {
     greeting: (p) => `Hello ${p},`,
@@ -181,6 +195,7 @@ const sv: Messages = {
     choice: 'Länken öppnar en sida där du godkänner eller avböjer begäran.',
     subjectMany: (p, n) => `${p} ber om åtkomst för ${n} personer`,
     bodyMany: (p) => `Din partner ${p} vill att dessa personer får åtkomst till ert konto. Varje länk gäller en person:`,
+    actionAll: 'Ge alla åtkomst',
   },
   reminder: {
     subject: (p, e) => `Påminnelse: ${p} ber om åtkomst för ${e}`,
@@ -206,6 +221,11 @@ const sv: Messages = {
     unknownTitle: 'Ogiltig länk',
     unknownText: 'Denna länk är inte giltig. Kontrollera att du öppnade hela länken från mejlet.',
     close: 'Du kan stänga denna sida.',
+    confirmAllAsk: (p, c) => `${p} ber att dessa personer får åtkomst till kontot för ${c}:`,
+    confirmAllExplain: '”Ge alla åtkomst” ger var och en av dem åtkomst till ert konto. Vill du avböja någon, använd den personens egen länk i mejlet.',
+    grantAll: 'Ge alla åtkomst',
+    grantedAllText: (c) => `Dessa personer har nu åtkomst till kontot för ${c}:`,
+    allUsedText: (p) => `Dessa förfrågningar från ${p} är redan besvarade eller inte längre öppna.`,
   },
   partner: {
     greeting: (p) => `Hej ${p},`,
@@ -236,6 +256,7 @@ const de: Messages = {
     choice: 'Der Link öffnet eine Seite, auf der Sie die Anfrage annehmen oder ablehnen.',
     subjectMany: (p, n) => `${p} bittet um Zugriff für ${n} Personen`,
     bodyMany: (p) => `Ihr Partner ${p} möchte, dass diese Personen Zugriff auf Ihr Konto erhalten. Jeder Link gilt für eine Person:`,
+    actionAll: 'Allen Zugriff gewähren',
   },
   reminder: {
     subject: (p, e) => `Erinnerung: ${p} bittet um Zugriff für ${e}`,
@@ -261,6 +282,11 @@ const de: Messages = {
     unknownTitle: 'Link ungültig',
     unknownText: 'Dieser Link ist nicht gültig. Prüfen Sie, ob Sie den ganzen Link aus der E-Mail geöffnet haben.',
     close: 'Sie können diese Seite schließen.',
+    confirmAllAsk: (p, c) => `${p} bittet darum, dass diese Personen Zugriff auf das Konto von ${c} erhalten:`,
+    confirmAllExplain: '„Allen Zugriff gewähren“ gibt jeder dieser Personen Zugriff auf Ihr Konto. Um jemanden abzulehnen, verwenden Sie den eigenen Link dieser Person in der E-Mail.',
+    grantAll: 'Allen Zugriff gewähren',
+    grantedAllText: (c) => `Diese Personen haben jetzt Zugriff auf das Konto von ${c}:`,
+    allUsedText: (p) => `Diese Anfragen von ${p} wurden bereits beantwortet oder sind nicht mehr offen.`,
   },
   partner: {
     greeting: (p) => `Hallo ${p},`,
@@ -291,6 +317,7 @@ const it: Messages = {
     choice: 'Il link apre una pagina in cui puoi accettare o rifiutare la richiesta.',
     subjectMany: (p, n) => `${p} chiede l'accesso per ${n} persone`,
     bodyMany: (p) => `Il tuo partner ${p} vorrebbe che queste persone avessero accesso al tuo account. Ogni link vale per una persona:`,
+    actionAll: 'Concedi l’accesso a tutti',
   },
   reminder: {
     subject: (p, e) => `Promemoria: ${p} chiede l'accesso per ${e}`,
@@ -316,6 +343,11 @@ const it: Messages = {
     unknownTitle: 'Link non valido',
     unknownText: "Questo link non è valido. Verifica di aver aperto il link completo dall'email.",
     close: 'Puoi chiudere questa pagina.',
+    confirmAllAsk: (p, c) => `${p} chiede che queste persone abbiano accesso all’account di ${c}:`,
+    confirmAllExplain: '“Concedi l’accesso a tutti” dà a ciascuna di loro accesso al tuo account. Per rifiutare qualcuno, usa il link personale di quella persona nell’email.',
+    grantAll: 'Concedi l’accesso a tutti',
+    grantedAllText: (c) => `Queste persone ora hanno accesso all’account di ${c}:`,
+    allUsedText: (p) => `Queste richieste di ${p} hanno già ricevuto una risposta o non sono più aperte.`,
   },
   partner: {
     greeting: (p) => `Ciao ${p},`,
@@ -346,6 +378,7 @@ const pt: Messages = {
     choice: 'O link abre uma página onde pode aceitar ou recusar o pedido.',
     subjectMany: (p, n) => `${p} pede acesso para ${n} pessoas`,
     bodyMany: (p) => `O seu parceiro ${p} gostaria que estas pessoas tivessem acesso à sua conta. Cada link vale para uma pessoa:`,
+    actionAll: 'Conceder acesso a todos',
   },
   reminder: {
     subject: (p, e) => `Lembrete: ${p} pede acesso para ${e}`,
@@ -371,6 +404,11 @@ const pt: Messages = {
     unknownTitle: 'Link inválido',
     unknownText: 'Este link não é válido. Verifique se abriu o link completo do email.',
     close: 'Pode fechar esta página.',
+    confirmAllAsk: (p, c) => `${p} pede que estas pessoas tenham acesso à conta de ${c}:`,
+    confirmAllExplain: '“Conceder acesso a todos” dá a cada uma delas acesso à sua conta. Para recusar alguém, use o link próprio dessa pessoa no email.',
+    grantAll: 'Conceder acesso a todos',
+    grantedAllText: (c) => `Estas pessoas têm agora acesso à conta de ${c}:`,
+    allUsedText: (p) => `Estes pedidos de ${p} já foram respondidos ou já não estão abertos.`,
   },
   partner: {
     greeting: (p) => `Olá ${p},`,

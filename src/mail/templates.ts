@@ -42,13 +42,13 @@ export function renderAccessRequests(v: { locale: string; clientName: string; pa
   if (only && !more.length) return renderAccessRequest({ locale: v.locale, clientName: v.clientName, partnerName: v.partnerName, employee: only.employee, link: only.link, ttlDays: v.ttlDays });
   const { lang, s, expiry } = wordsOf(v.locale, v.ttlDays);
   const subject = s.subjectMany(v.partnerName, v.pairs.length);
-  const all = v.allLink ? [`${s.action}: ${v.allLink}`, ''] : [];
+  const all = v.allLink ? [`${s.actionAll}: ${v.allLink}`, ''] : [];
   const text = [s.greeting(v.clientName), '', s.bodyMany(v.partnerName), '', ...v.pairs.map((x) => `- ${x.employee}: ${x.link}`), s.choice, '', ...all, expiry, s.ignore, ''].join('\n');
   const html = `<!doctype html><html lang="${lang}"><body style="font-family:sans-serif">
 <p>${esc(s.greeting(v.clientName))}</p>
 <p>${esc(s.bodyMany(v.partnerName))}</p>
 <ul>${v.pairs.map((x) => `<li>${esc(x.employee)}: <a href="${esc(x.link)}">${esc(s.action)}</a></li>`).join('')}</ul>
-${v.allLink ? `<p><a href="${esc(v.allLink)}" style="display:inline-block;padding:10px 16px;background:#ff7a59;color:#fff;text-decoration:none;border-radius:4px">${esc(s.action)}</a></p>` : ''}
+${v.allLink ? `<p><a href="${esc(v.allLink)}" style="display:inline-block;padding:10px 16px;background:#ff7a59;color:#fff;text-decoration:none;border-radius:4px">${esc(s.actionAll)}</a></p>` : ''}
 <p style="color:#666">${esc(s.choice)}<br>${esc(expiry)}<br>${esc(s.ignore)}</p>
 </body></html>`;
   return { subject, text, html };

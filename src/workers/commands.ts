@@ -15,7 +15,8 @@ import { fanOutPairs } from './pairs.js';
 import { publishSettled } from '../jobs/command-events.js';
 import { insertEvents } from '../db/webhook-store.js';
 import { commandEvent } from '../webhooks/events.js';
-import { INLINE_CLAIM_MS, type InlineMail } from './inline-mail.js';
+import { INLINE_CLAIM_MS, inlineStartDeadlineMs, type InlineMail } from './inline-mail.js';
+import { releasePartnerClaims } from '../db/outbox-store.js';
 
 /** At most this many commands in one run (one transaction). */
 export const MAX_RUN = 200;
@@ -87,7 +88,20 @@ export interface CommandJobDeps {
   turns?: PartnerTurns;
 }
 
-type CommandJob = Pick<Job, 'id' | 'data' | 'moveToDelayed' | 'timestamp'> & { attemptsMade?: number };
+type CommandJob = Pick<Job, 'id' | 'data' | 'moveToDelayed' | 'timestamp'> & { attemptsMade?: number; attemptsStarted?: number; stalledCounter?: number };
+
+/** A job taken over from a worker that lost it (died, or its lock lapsed), or retried. */
+const isRetaken = (job: CommandJob) => (job.attemptsStarted ?? 0) > 1 || (job.stalledCounter ?? 0) > 0;
+
+/**
+ * A job taken over finds its command settled: the run that settled it may have died before it sent
+ * its emails. The partner's emails claimed past their inline start deadline go to mail jobs now,
+ * rather than when their claim runs out.
+ */
+async function releaseRunClaims(ctx: AppContext, em: Em, partnerId: string): Promise<void> {
+  const ids = await releasePartnerClaims(em, partnerId, (INLINE_CLAIM_MS - inlineStartDeadlineMs(ctx.config.jobLockMs)) / 1000);
+  await enqueueMailAfterCommit(ctx, ids);
+}
 
 /** What a job answers for a command already settled: its result; a refusal of a non-pair command fails the job with its code. */
 function answerSettled(s: { type: string; state: string; result: unknown; error: StoredError | null }): unknown {
@@ -164,6 +178,7 @@ async function wakeNextAfterFailure(ctx: AppContext, em: Em, commandId: string):
 
 async function processInTurn(ctx: AppContext, em: Em, job: CommandJob, token: string | undefined, cmd: LoadedCommand, deps: CommandJobDeps): Promise<TurnOutcome> {
   const first = (job.attemptsMade ?? 0) === 0;
+  if ((cmd.state === 'completed' || cmd.state === 'failed') && isRetaken(job)) await releaseRunClaims(ctx, em, cmd.partnerId);
   if (cmd.state === 'completed') return { value: cmd.result };
   // Settled failed while this job waited (a run refused it): the job fails with its code. An
   // operator's retry of the failed job (attemptsMade > 0) applies the command again, on its own.

@@ -4,7 +4,7 @@ import type { AppContext } from '../context.js';
 import { composeMime, mailbox } from '../mail/mime.js';
 import { renderAccessRequest, renderAccessRequests, renderTeamEmail, type RenderedMail } from '../mail/templates.js';
 import { failPending, loadOutbox, markSent, recordSendFailure, REQUEST_EMAIL_KIND, type OutboxRow } from '../db/outbox-store.js';
-import { grantLinkUrl } from '../lib/grant-link.js';
+import { grantAllLinkUrl, grantLinkUrl } from '../lib/grant-link.js';
 import { classify, payloadOf, PermanentError, toUnrecoverable } from './failures.js';
 import { Batcher } from '../lib/batcher.js';
 import { isLifecycleKind, renderLifecycleRow } from './lifecycle-mail.js';
@@ -43,7 +43,7 @@ const employeeLabel = (row: OutboxRow, email: string) => {
  * pair and its request sequence (the token is stored nowhere: not in the outbox, not in a job).
  */
 function renderRequest(ctx: Pick<AppContext, 'config'>, row: OutboxRow & { partner_name: string }): Addressed {
-  const p = row.payload as { hubId: string; pairs: { email: string; seq: number }[] };
+  const p = row.payload as { hubId: string; commandId?: string; pairs: { email: string; seq: number }[] };
   if (row.contact_email === null) throw new PermanentError('NO_CLIENT_CONTACT', 'the platform knows no contact of the client of the outbox row');
   const pairs = p.pairs.map((x) => ({
     employee: employeeLabel(row, x.email),
@@ -52,7 +52,11 @@ function renderRequest(ctx: Pick<AppContext, 'config'>, row: OutboxRow & { partn
   return {
     to: row.contact_email,
     replyTo: row.notify_email,
-    mail: renderAccessRequests({ locale: row.locale ?? 'en', clientName: row.client_name ?? p.hubId, partnerName: row.partner_name, pairs, ttlDays: ctx.config.grantTtlDays }),
+    mail: renderAccessRequests({
+      locale: row.locale ?? 'en', clientName: row.client_name ?? p.hubId, partnerName: row.partner_name, pairs, ttlDays: ctx.config.grantTtlDays,
+      // A digest of several people: one more link that opens every pair's request of this command and client.
+      ...(pairs.length > 1 && p.commandId ? { allLink: grantAllLinkUrl(ctx.config.publicUrl, ctx.config.grantLinkSecret, { partnerId: row.partner_id, hubId: p.hubId, commandId: p.commandId }) } : {}),
+    }),
   };
 }
 

@@ -26,15 +26,25 @@ export function rangeOf(idx: number, total: number, size: number): { from: numbe
 export interface PairCommand { id: string; type: string; command: { clientHubIds: string[]; employeeEmails: string[] } }
 
 /**
+ * The range size of a command: about PAIR_BATCH_SIZE pairs, a whole number of clients, so a range
+ * never splits one client's pairs (items are client × employee, client first): each client's
+ * request email is one digest, written by one range.
+ */
+export function rangeSizeFor(employees: number, pairBatchSize: number): number {
+  const e = Math.max(1, employees);
+  return e >= pairBatchSize ? e : Math.floor(pairBatchSize / e) * e;
+}
+
+/**
  * Writes the command's items (client × employee, in order) once, then enqueues one `pairs` job per
- * range of PAIR_BATCH_SIZE items (the size stored on the command) that still has open ones.
+ * range (its size stored on the command, see rangeSizeFor) that still has open ones.
  * Idempotent: items are inserted with ON CONFLICT DO NOTHING and job ids are deterministic, so a
  * replay (or the reconciler) only re-adds what is missing.
  */
 export async function fanOutPairs(ctx: AppContext, em: Em, cmd: PairCommand): Promise<{ pairs: number }> {
   const c = cmd.command;
   const pairs = c.clientHubIds.flatMap((h) => c.employeeEmails.map((e) => [h, e] as const));
-  const { open, rangeSize } = await em.transactional((tx) => writeItems(tx, cmd.id, pairs, ctx.config.pairBatchSize));
+  const { open, rangeSize } = await em.transactional((tx) => writeItems(tx, cmd.id, pairs, rangeSizeFor(c.employeeEmails.length, ctx.config.pairBatchSize)));
   const ranges = new Map(open.map((idx) => { const r = rangeOf(idx, pairs.length, rangeSize); return [r.from, r] as const; }));
   await enqueuePairRanges(ctx.queues, cmd.type, [...ranges.values()].map(({ from, to }) => ({ commandId: cmd.id, from, to })));
   return { pairs: pairs.length };

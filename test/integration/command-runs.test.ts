@@ -47,7 +47,7 @@ describe('a run of one partner\'s waiting commands', () => {
 
   /** The commands' finish times: one run commits them in one transaction, so they share one. */
   const finishTimes = async (ids: string[]) =>
-    new Set((await svc.sql<{ t: string }>('select finished_at::text as t from command where id = any(?)', [ids])).map((r) => r.t));
+    new Set((await svc.sql<{ t: string }>('select finished_at::text as t from command where id in (?)', [ids])).map((r) => r.t));
 
   const outcomeOf = (s: any) => (s.state === 'failed' ? s.error.code : s.items ? s.items[0].outcome : s.result.outcome);
 
@@ -139,6 +139,118 @@ describe('a run of one partner\'s waiting commands', () => {
       { hub_id: c1, email: ann, state: 'pending' },
       { hub_id: c2, email: eve, state: 'pending' },
     ]);
+  });
+});
+
+// ---- the request email: one digest per command and client -----------------------------------------
+
+describe('the request digest of one command and one client', () => {
+  let svc: TestService;
+
+  beforeAll(async () => {
+    svc = await startService();
+    await svc.api.apply('p-100', { type: 'partner.upsert', name: 'Acme Partners' });
+  });
+  afterAll(async () => {
+    await svc.close();
+  });
+
+  const linkRe = /http:\/\/grants\.test(\/v1\/grants\/(?:all\/)?[A-Za-z0-9._-]+)/;
+  /** The personal links of an email, by employee (its lines: `- employee: link`), and its "grant all" link. */
+  function linksOf(mail: CapturedMail): { personal: Map<string, string>; all: string | undefined } {
+    const personal = new Map<string, string>();
+    let all: string | undefined;
+    for (const line of mail.text.split('\n')) {
+      const path = linkRe.exec(line)?.[1];
+      if (!path) continue;
+      if (path.startsWith('/v1/grants/all/')) all = path;
+      else personal.set(/^- (?:.*\()?([^()\s]+@[^()\s:]+)\)?:/.exec(line)?.[1] ?? '?', path);
+    }
+    return { personal, all };
+  }
+  const page = (path: string) => svc.api.request('GET', path, { token: null });
+  const answer = (path: string) => svc.api.request('POST', path, { token: null, rawBody: 'decision=grant', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  const stateOf = async (hubId: string) => Object.fromEntries(
+    (await svc.sql<{ email: string; state: string }>('select email, state from access where hub_id = ? order by email', [hubId])).map((r) => [r.email, r.state]));
+  async function sentTo(hubId: string, n: number): Promise<CapturedMail[]> {
+    await waitFor(async () => (await svc.sql(`select 1 from outbox where payload->>'hubId' = ? and state = 'sent'`, [hubId])).length === n, { what: `${n} sent emails to ${hubId}` });
+    return svc.smtp.messages.filter((m) => m.to.includes(contactOf(hubId)));
+  }
+
+  it('when one assign makes several pairs of a client pending, then the client gets one email listing exactly those, each link grants only its own pair, and "grant all" grants the others once', async () => {
+    const [c1, c2] = ['dg-c1', 'dg-c2'];
+    const [ann, bob, cid, dan] = ['ann.dg@agency.test', 'bob.dg@agency.test', 'cid.dg@agency.test', 'dan.dg@agency.test'];
+    const setup = await svc.api.batch('p-100', [
+      ...[ann, bob, cid, dan].map((email) => ({ type: 'employee.tag', email, name: email.split('.')[0] })),
+      { type: 'client.upsert', hubId: c1, name: 'Digest One', contactEmail: contactOf(c1), portalUserEmails: [dan] },
+      { type: 'client.upsert', hubId: c2, name: 'Digest Two', contactEmail: contactOf(c2) },
+      { type: 'access.assign', clientHubIds: [c1], employeeEmails: [cid] },
+    ], TOKENS.admin);
+    for (const c of setup.body.commands as { commandId: string }[]) expect((await svc.api.waitCommand(c.commandId)).state).toBe('completed');
+    await sentTo(c1, 1);
+
+    const st = await svc.api.apply('p-100', { type: 'access.assign', clientHubIds: [c1, c2], employeeEmails: [ann, bob, cid, dan] }, TOKENS.admin);
+    expect(st.items.map((i: any) => `${i.clientHubId} ${i.employeeEmail.split('.')[0]} ${i.outcome}`)).toEqual([
+      `${c1} ann pending`, `${c1} bob pending`, `${c1} cid unchanged`, `${c1} dan active`,
+      `${c2} ann pending`, `${c2} bob pending`, `${c2} cid pending`, `${c2} dan pending`,
+    ]);
+    const digest1 = (await sentTo(c1, 2)).filter((m) => !m.text.includes(cid));
+    expect(digest1).toHaveLength(1);
+    const d1 = linksOf(digest1[0]!);
+    expect([...d1.personal.keys()].sort()).toEqual([ann, bob]);
+    expect(d1.all).toBeDefined();
+    const [digest2] = await sentTo(c2, 1);
+    const d2 = linksOf(digest2!);
+    expect([...d2.personal.keys()].sort()).toEqual([ann, bob, cid, dan]);
+    expect(d2.all).toBeDefined();
+    expect(await svc.sql(`select notification_key from outbox where payload->>'commandId' = ? order by notification_key`, [st.commandId]))
+      .toEqual([c1, c2].map((h) => ({ notification_key: `access.request:${st.commandId}:${h}` })));
+
+    // Ann's own link grants Ann alone.
+    expect((await answer(d1.personal.get(ann)!)).status).toBe(200);
+    expect(await stateOf(c1)).toEqual({ [ann]: 'active', [bob]: 'pending', [cid]: 'pending', [dan]: 'active' });
+
+    // "Grant all" of client 1: lists only Bob now (Ann answered, Cid's request is another command's), grants him once.
+    const view = await page(d1.all!);
+    expect(view.status).toBe(200);
+    expect(view.body).toContain(bob);
+    expect(view.body).not.toContain(ann);
+    expect(view.body).not.toContain(cid);
+    const granted = await answer(d1.all!);
+    expect(granted.status).toBe(200);
+    expect(granted.body).toContain(bob);
+    expect(await stateOf(c1)).toEqual({ [ann]: 'active', [bob]: 'active', [cid]: 'pending', [dan]: 'active' });
+    expect((await answer(d1.all!)).status).toBe(410);
+    expect((await answer(d1.personal.get(bob)!)).status).toBe(410);
+
+    // "Grant all" of client 2 grants its four pairs, each once; their own links are used after it.
+    expect((await answer(d2.all!)).status).toBe(200);
+    expect(await stateOf(c2)).toEqual({ [ann]: 'active', [bob]: 'active', [cid]: 'active', [dan]: 'active' });
+    expect((await answer(d2.all!)).status).toBe(410);
+    for (const path of d2.personal.values()) expect((await page(path)).status).toBe(410);
+    const answers = await svc.sql<{ n: number }>(`select count(*)::int as n from command where type = 'access.grant' and payload->>'clientHubId' = ?`, [c2]);
+    expect(answers).toEqual([{ n: 4 }]);
+    // A forged "grant all" link opens nothing.
+    expect((await answer(d2.all!.replace(/.$/, (ch) => (ch === 'A' ? 'B' : 'A')))).status).toBe(404);
+  });
+
+  it('when one assign has more pairs than a range holds, then ranges never split a client and each client still gets one email naming all its people', async () => {
+    const hubs = Array.from({ length: 12 }, (_, i) => `dr-c${i}`);
+    const people = ['ann.dr@agency.test', 'bob.dr@agency.test', 'cid.dr@agency.test'];
+    const setup = await svc.api.batch('p-100', [
+      ...people.map((email) => ({ type: 'employee.tag', email })),
+      ...hubs.map((hubId) => ({ type: 'client.upsert', hubId, name: hubId, contactEmail: contactOf(hubId) })),
+    ], TOKENS.admin);
+    for (const c of setup.body.commands as { commandId: string }[]) await svc.api.waitCommand(c.commandId);
+
+    const st = await svc.api.apply('p-100', { type: 'access.assign', clientHubIds: hubs, employeeEmails: people }, TOKENS.admin);
+    expect(st.state).toBe('completed');
+    expect(await svc.sql('select range_size from command where id = ?', [st.commandId])).toEqual([{ range_size: 30 }]);
+    for (const hubId of hubs) {
+      const [mail, ...more] = await sentTo(hubId, 1);
+      expect(more).toEqual([]);
+      expect([...linksOf(mail!).personal.keys()].sort()).toEqual(people);
+    }
   });
 });
 

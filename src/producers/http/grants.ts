@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { AppContext } from '../../context.js';
-import { answerLink, viewLink, type LinkAnswer, type LinkOutcome } from '../../commands/grant.js';
+import { answerAll, answerLink, viewAll, viewLink, type AllOutcome, type LinkAnswer, type LinkOutcome } from '../../commands/grant.js';
+import { readGrantAllToken } from '../../lib/grant-link.js';
 import { localeFromAcceptLanguage, localeOf, messages, type Locale } from '../../i18n/messages.js';
 import { employeeLabel, escapeHtml as esc, LOOK } from '../../mail/lifecycle-templates.js';
 import { enqueueMailAfterCommit } from '../../jobs/enqueue.js';
@@ -97,6 +98,59 @@ function send(reply: FastifyReply, lang: Locale, out: LinkOutcome, status = STAT
 /** The page's language: the client's, as its email was written in; for a link nobody knows, the browser's (Accept-Language). */
 const langOf = (out: LinkOutcome, acceptLanguage: string | undefined): Locale => (out.link ? localeOf(out.link.locale) : localeFromAcceptLanguage(acceptLanguage));
 
+/** The page of a digest's "grant all" link: the people it can still grant and one button, or what it granted, or that none is open. */
+export function renderGrantAllPage(lang: Locale, out: AllOutcome): string {
+  const m = messages[lang].page;
+  const partner = out.names?.partner ?? '';
+  const client = out.names?.client ?? '';
+  const people = out.people.length ? `<ul>\n${out.people.map((p) => `<li>${esc(employeeLabel(p.email, p.name))}</li>`).join('\n')}\n</ul>` : '';
+  const [title, body]: [string, string] = (() => {
+    switch (out.page) {
+      case 'confirm': return [m.confirmTitle, `<p>${esc(m.confirmAllAsk(partner, client))}</p>
+${people}
+<p class="muted">${esc(m.confirmAllExplain)}</p>
+<form method="post">
+<button type="submit" name="decision" value="grant" class="grant">${esc(m.grantAll)}</button>
+</form>`];
+      case 'granted': return [m.grantedTitle, `<p>${esc(m.grantedAllText(client))}</p>\n${people}\n<p>${esc(m.close)}</p>`];
+      case 'used': return [m.usedTitle, `<p>${esc(m.allUsedText(partner))}</p>`];
+      case 'unknown': return [m.unknownTitle, `<p>${esc(m.unknownText)}</p>`];
+    }
+  })();
+  return `<!doctype html>
+<html lang="${lang}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>${esc(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<main>
+<h1>${esc(title)}</h1>
+${body}
+</main>
+</body>
+</html>
+`;
+}
+
+const ALL_STATUS: Record<AllOutcome['page'], number> = { confirm: 200, granted: 200, used: 410, unknown: 404 };
+
+function sendAll(reply: FastifyReply, lang: Locale, out: AllOutcome, status = ALL_STATUS[out.page]) {
+  return reply.code(status)
+    .header('content-language', lang)
+    .header('content-security-policy', CSP)
+    .header('referrer-policy', 'no-referrer')
+    .header('x-content-type-options', 'nosniff')
+    .header('x-frame-options', 'DENY')
+    .header('cross-origin-opener-policy', 'same-origin')
+    .header('cache-control', 'no-store')
+    .type('text/html; charset=utf-8')
+    .send(renderGrantAllPage(lang, out));
+}
+
 const FORM_LIMIT_BYTES = 4096;
 
 /**
@@ -109,6 +163,25 @@ export function registerGrantRoutes(app: FastifyInstance, ctx: AppContext): void
   if (app.hasContentTypeParser('application/x-www-form-urlencoded')) app.removeContentTypeParser('application/x-www-form-urlencoded');
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_LIMIT_BYTES }, (_req, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(String(body))));
+  });
+
+  // A digest's "grant all" link: the page lists the people whose requests are still open; its
+  // POST answers each of their own links once (`decision=grant`, the only answer it offers).
+  const allLang = (out: AllOutcome, acceptLanguage: string | undefined): Locale => (out.locale ? localeOf(out.locale) : localeFromAcceptLanguage(acceptLanguage));
+  app.get<{ Params: { token: string } }>('/v1/grants/all/:token', async (req, reply) => {
+    const out = await viewAll(ctx.orm.em.fork(), readGrantAllToken(ctx.config.grantLinkSecret, req.params.token), ctx.now());
+    return sendAll(reply, allLang(out, req.headers['accept-language']), out);
+  });
+  app.post<{ Params: { token: string }; Body: Record<string, string> | undefined }>('/v1/grants/all/:token', async (req, reply) => {
+    const ref = readGrantAllToken(ctx.config.grantLinkSecret, req.params.token);
+    const decision = typeof req.body === 'object' && req.body !== null ? req.body.decision : undefined;
+    if (decision !== undefined && decision !== 'grant') {
+      const out = await viewAll(ctx.orm.em.fork(), ref, ctx.now());
+      return sendAll(reply, allLang(out, req.headers['accept-language']), out, out.page === 'confirm' ? 400 : ALL_STATUS[out.page]);
+    }
+    const out = await answerAll(ctx.orm.em.fork(), ref, ctx.now());
+    await enqueueMailAfterCommit(ctx, out.outboxIds);
+    return sendAll(reply, allLang(out, req.headers['accept-language']), out);
   });
 
   app.get<{ Params: { token: string } }>('/v1/grants/:token', async (req, reply) => {

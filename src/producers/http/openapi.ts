@@ -2,7 +2,7 @@ import type { FastifyBaseLogger, FastifySchemaCompiler, FastifySerializerCompile
 import type { SwaggerOptions } from '@fastify/swagger';
 import { createJsonSchemaTransform, createJsonSchemaTransformObject, validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { apiRegistry, ErrorBody, errorMeanings, Health, named, Readiness } from './api-schemas.js';
+import { apiRegistry, ErrorBody, errorMeanings, named } from './api-schemas.js';
 import { DeliveryEntry, DeliveryList, RedeliverAccepted, webhookRouteSchemas, WebhookCreated, WebhookList, WebhookSummary, CreateWebhookBody } from './webhooks.js';
 
 /**
@@ -295,4 +295,3 @@ export function swaggerOptions(publicUrl: string): SwaggerOptions {
   };
 }
 
-export { Health, Readiness };
