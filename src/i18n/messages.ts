@@ -40,7 +40,15 @@ export function formatDuration(locale: Locale, days: number): string {
 export function formatIn(locale: Locale, days: number): string {
   const secs = Math.max(0, days * 86_400);
   const [value, unit]: [number, Intl.RelativeTimeFormatUnit] = secs >= 86_400 ? [secs / 86_400, 'day'] : secs >= 3600 ? [secs / 3600, 'hour'] : secs >= 60 ? [secs / 60, 'minute'] : [secs, 'second'];
-  return new Intl.RelativeTimeFormat(locale, { numeric: 'always' }).format(Math.max(1, Math.round(value)), unit);
+  return relativeFormat(locale).format(Math.max(1, Math.round(value)), unit);
+}
+
+/** One formatter per locale: building an Intl formatter costs far more than using one (every request email formats its expiry). */
+const relativeFormats = new Map<Locale, Intl.RelativeTimeFormat>();
+function relativeFormat(locale: Locale): Intl.RelativeTimeFormat {
+  let f = relativeFormats.get(locale);
+  if (!f) relativeFormats.set(locale, (f = new Intl.RelativeTimeFormat(locale, { numeric: 'always' })));
+  return f;
 }
 
 /** An instant in words, in the locale, in UTC ("December 24, 2026 at 6:00 AM UTC"). */

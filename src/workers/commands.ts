@@ -88,10 +88,14 @@ export interface CommandJobDeps {
   turns?: PartnerTurns;
 }
 
-type CommandJob = Pick<Job, 'id' | 'data' | 'moveToDelayed' | 'timestamp'> & { attemptsMade?: number; attemptsStarted?: number; stalledCounter?: number };
+type CommandJob = Pick<Job, 'id' | 'data' | 'moveToDelayed' | 'timestamp'> & { attemptsMade?: number; stalledCounter?: number };
 
-/** A job taken over from a worker that lost it (died, or its lock lapsed), or retried. */
-const isRetaken = (job: CommandJob) => (job.attemptsStarted ?? 0) > 1 || (job.stalledCounter ?? 0) > 0;
+/**
+ * A job taken over from a worker that lost it (died, or its lock lapsed), or retried after a
+ * failure. (Not `attemptsStarted`: a job that waited for its turn as a delayed job starts again
+ * without having been lost.)
+ */
+const isRetaken = (job: CommandJob) => (job.stalledCounter ?? 0) > 0 || (job.attemptsMade ?? 0) > 0;
 
 /**
  * A job taken over finds its command settled: the run that settled it may have died before it sent

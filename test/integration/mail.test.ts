@@ -161,8 +161,8 @@ describe('email delivery', () => {
     const hub = 'mmid';
     const { commandId, email } = await requestAccess(hub);
     const row = await waitOutbox(hub, 'sent');
-    expect(row.notification_key).toBe(`access.request:${commandId}:${hub}:0`); // once per command and client (its first pair's item)
-    expect(row.payload).toEqual({ partnerId: 'p-100', hubId: hub, pairs: [{ email, seq: 1 }] });
+    expect(row.notification_key).toBe(`access.request:${commandId}:${hub}`); // once per command and client
+    expect(row.payload).toEqual({ partnerId: 'p-100', hubId: hub, commandId, pairs: [{ email, seq: 1 }] });
     const expected = messageIdFor(row.notification_key, svc.config.mailFrom);
     expect(expected).toMatch(/^<[0-9a-f]{32}@partner-access\.local>$/);
     expect(messageIdFor(row.notification_key, svc.config.mailFrom)).toBe(expected); // the same key, the same id
@@ -193,13 +193,13 @@ describe('email delivery', () => {
 
   it.each(locales.map((l) => [l.locale ?? 'not set (English by default)', l] as const))('when the client\'s locale is %s, then the email is in that language, with plain text, HTML and the grant link', async (_name, l) => {
     const hub = `mloc-${l.locale ?? 'none'}`;
-    const { email } = await requestAccess(hub, l.locale ? { locale: l.locale } : {}, 'Ann Agent');
+    const { commandId, email } = await requestAccess(hub, l.locale ? { locale: l.locale } : {}, 'Ann Agent');
     const row = await waitOutbox(hub, 'sent');
     const mails = mailsTo(contactOf(hub));
     expect(mails).toHaveLength(1);
     const mail = mails[0]!;
     // the outbox holds the pair and its request, never the token: the link is derived when the email is written
-    expect(row.payload).toEqual({ partnerId: 'p-100', hubId: hub, pairs: [{ email, seq: 1 }] });
+    expect(row.payload).toEqual({ partnerId: 'p-100', hubId: hub, commandId, pairs: [{ email, seq: 1 }] });
     const link = `http://grants.test/v1/grants/${grantToken(svc.config.grantLinkSecret, { partnerId: 'p-100', hubId: hub, email, seq: 1 })}`;
 
     expect(mail.subject).toBe(`Acme Partners ${l.subject} Ann Agent (${email})`);

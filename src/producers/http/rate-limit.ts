@@ -17,7 +17,7 @@ import type { Queues } from '../../jobs/queues.js';
  * answer, and small beside the intake's own Redis timeout (a POST during a Redis stall still
  * answers 503 within 2 s).
  */
-export const COUNT_TIMEOUT_MS = 150;
+export const COUNT_TIMEOUT_MS = 100;
 
 const COUNT = `local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
