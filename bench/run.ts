@@ -37,10 +37,10 @@ import {
 } from './lib/scenarios.js';
 import { startSmtpSink, type SmtpSink } from './lib/smtp-sink.js';
 import { smtpCeiling, stream } from './lib/stream.js';
+// The worker's own SMTP pool for the grant emails it sends right after commit: the ceiling uses as many connections.
+import { INLINE_MAIL_CONNECTIONS } from '../src/workers/index.js';
 import { withTimeout } from './lib/util.js';
 
-/** The worker's own SMTP pool for the grant emails it sends right after commit (src/workers/index.ts): the ceiling uses as many connections. */
-const INLINE_MAIL_CONNECTIONS = 8;
 
 const quick = process.argv.includes('--quick');
 /** `--only=e2e,recalc`: run only these scenarios (intake, e2e, smtp, stream, cascade, recalc, memory), e.g. while profiling one. */

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Em, Orm } from '../db/orm.js';
 import type { Queues } from '../jobs/queues.js';
 import { enqueueCommands } from '../jobs/enqueue.js';
-import { deleteWaitingCommands, findCommand, findCommandKeys, insertCommands, listCommandItems, type CommandKey, type CommandState, type StoredError } from '../db/command-log.js';
+import { deleteWaitingCommands, findCommand, markEnqueued, findCommandKeys, insertCommands, listCommandItems, type CommandKey, type CommandState, type StoredError } from '../db/command-log.js';
 import { isDatabaseUnavailable, isDataError } from '../db/errors.js';
 import { IdempotencyKeyReused, IntakeError, ServiceUnavailable, ValidationFailed } from './errors.js';
 import { Coalescer } from '../lib/batcher.js';
@@ -160,6 +160,9 @@ export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeReques
       await deleteWaitingCommands(em0, toEnqueue.map((r) => r.id)).catch(() => undefined);
       throw new ServiceUnavailable('queue', err);
     }
+    // Confirmed: a partner's run may now apply them with its own (see loadRun). If this write
+    // fails, the rows count as confirmed once they are older than the confirmation grace.
+    await markEnqueued(em0, toEnqueue.map((r) => r.id)).catch(() => undefined);
   }
   return results;
 }

@@ -38,8 +38,8 @@ export async function insertCommands(em: Em, commands: readonly NewCommand[]): P
     id: c.id, partner_id: c.partnerId, type: c.type, payload: c.payload, body_hash: c.bodyHash, issued_at: c.issuedAt, token_name: c.tokenName,
   }));
   return rows(em, sql<{ id: string; seq: string }>`
-    insert into command (id, partner_id, type, payload, body_hash, issued_at, token_name, enqueued_at)
-    select t.id, t.partner_id, t.type, t.payload, t.body_hash, t.issued_at, t.token_name, now()
+    insert into command (id, partner_id, type, payload, body_hash, issued_at, token_name)
+    select t.id, t.partner_id, t.type, t.payload, t.body_hash, t.issued_at, t.token_name
       from jsonb_to_recordset(${jsonb(set)})
         as t(id text, partner_id text, type text, payload jsonb, body_hash text, issued_at timestamptz, token_name text)
     on conflict (id) do nothing
@@ -61,6 +61,16 @@ export async function findCommandKeys(em: Em, ids: readonly string[]): Promise<C
     .where(idIn(ids))
     .$narrowType<{ state: CommandState }>()
     .execute();
+}
+
+/**
+ * Confirms that the jobs of these commands are in Redis (`enqueued_at`): from then on the intake
+ * will not take them back, so a partner's run may apply them (see `loadRun`). One statement for a
+ * whole group.
+ */
+export async function markEnqueued(em: Em, ids: readonly string[]): Promise<void> {
+  if (!ids.length) return;
+  await em.getKysely().updateTable('command').set({ enqueued_at: sql`now()` }).where(idIn(ids)).execute();
 }
 
 /**

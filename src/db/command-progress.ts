@@ -96,15 +96,23 @@ export async function nextUnfinished(em: Em, partnerId: string, seq: string): Pr
 // ---- runs: a partner's consecutive waiting commands, applied in one transaction -----------------
 
 /**
+ * A command whose job the intake has not confirmed in Redis (`enqueued_at` null) may still be taken
+ * back (503) when the add fails or times out; a run does not apply it, unless it is older than this
+ * (the intake then crashed, or failed to write the confirmation: the reconciler enqueues it anyway).
+ */
+export const CONFIRMATION_GRACE_SECONDS = 10;
+
+/**
  * The partner's unfinished commands from `seq` on (that command first), in order, at most `limit`:
  * the candidates of a run (see src/commands/apply-run.ts).
  */
-export async function loadRun(em: Em, partnerId: string, seq: string, limit: number): Promise<CommandRow[]> {
+export async function loadRun(em: Em, partnerId: string, seq: string, limit: number): Promise<(CommandRow & { confirmed: boolean })[]> {
   return em.getKysely().selectFrom('command')
     .select(['id', 'seq', 'partner_id', 'type', 'payload', 'state', 'result', 'error', 'issued_at', 'items_total'])
+    .select(sql<boolean>`enqueued_at is not null or created_at < now() - make_interval(secs => ${CONFIRMATION_GRACE_SECONDS})`.as('confirmed'))
     .where('partner_id', '=', partnerId).where('seq', '>=', seq).where(isUnfinished)
     .orderBy('seq').limit(limit)
-    .$castTo<CommandRow>()
+    .$castTo<CommandRow & { confirmed: boolean }>()
     .execute();
 }
 

@@ -236,7 +236,8 @@ async function runMembers(em: Em, head: LoadedCommand): Promise<RunMember[]> {
   const members: RunMember[] = [head];
   for (const row of rows) {
     if (row.id === head.id) continue;
-    if (row.state !== 'waiting') break;
+    // Not confirmed: the intake may still take it back (503); it waits for its own job.
+    if (row.state !== 'waiting' || !row.confirmed) break;
     const c = validated(row);
     if (c instanceof PermanentError || runRole(c.type, c.command, c.itemsTotal) === null) break;
     members.push(c);

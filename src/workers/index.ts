@@ -33,8 +33,12 @@ export interface RunningWorkers {
   close(timeoutMs: number): Promise<void>;
 }
 
-/** SMTP connections (and sends at once) for the grant emails pair jobs send themselves. */
-const INLINE_MAIL_CONNECTIONS = 8;
+/**
+ * SMTP connections (and sends at once) for the grant emails that run and range jobs send themselves
+ * right after their commit. 16: with 8 the end-to-end benchmark's worker waited on SMTP round trips
+ * (0.55–0.59× the bare worker; 0.69× with 16, same harness).
+ */
+export const INLINE_MAIL_CONNECTIONS = 16;
 
 const isFinalFailure = (job: Job, err: Error) => isUnrecoverable(err) || job.attemptsMade >= (job.opts.attempts ?? 1);
 

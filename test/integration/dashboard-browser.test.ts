@@ -34,7 +34,7 @@ describe('the queue dashboard', () => {
     expect(rival.items[0].error.code).toBe('EMAIL_LINKED_TO_OTHER_PARTNER');
     await waitFor(async () => (await svc.app.ctx.queues.pairs.getJobState(failedJobId)) === 'failed', { what: 'the conflict pair job to be failed in the queue' });
     await waitFor(() => svc.smtp.messages.length === 1, { what: "p-100's grant email" });
-    // A team email goes through a mail job (grant emails are sent by the pair job that committed them).
+    // A team email goes through a mail job (grant emails are sent by the job whose run committed them).
     expect((await api.apply('p-100', { type: 'partner.upsert', name: 'Partner p-100', team: { channelAccountManager: { name: 'Cam', email: 'cam@acme.test' } } })).state).toBe('completed');
     expect((await api.apply('p-100', { type: 'team.email', to: 'channelAccountManager', subject: 'Hello', body: 'A note.' })).state).toBe('completed');
     await waitFor(() => svc.smtp.messages.length === 2, { what: 'the team email' });
@@ -117,6 +117,14 @@ describe('the queue dashboard', () => {
 
   it('when the dashboard API lists the jobs of every queue, then job data carries ids only and no email address', async () => {
     const authorization = basic('ops', TOKENS.admin);
+    // Single-pair assigns are applied inside their command job's run (no `pairs` job unless refused):
+    // a command of several pairs fans out into a range job. This revoke of two never-assigned pairs
+    // is one range job of pairs 0–2, completed, changing nothing and sending no email.
+    const multiId = 'dashboard-multi-revoke';
+    const multi = await svc.api.apply('p-100', { type: 'access.revoke', commandId: multiId, clientHubIds: ['c-1'], employeeEmails: ['una@acme.test', 'uli@acme.test'] }, TOKENS.crm);
+    expect(multi.state).toBe('completed');
+    const rangeJobId = jobIds.pairRange(multiId, 0, 2);
+    await waitFor(async () => (await svc.app.ctx.queues.pairs.getJobState(rangeJobId)) === 'completed', { what: 'the range job of the two-pair revoke to complete' });
     const seen: string[] = [];
     for (const [queue, status] of [['pairs', 'failed'], ['pairs', 'completed'], ['commands', 'completed'], ['mail', 'completed']] as const) {
       const r = await board(`/api/queues?activeQueue=${queue}&status=${status}&page=1`, { authorization });
@@ -141,6 +149,10 @@ describe('the queue dashboard', () => {
         expect(q.jobs[0]!.data).toEqual({ commandId: rivalId, idx: 0 });
         expect(q.jobs[0]!.failedReason).toBe('EMAIL_LINKED_TO_OTHER_PARTNER: Their email address is already linked to another partner record for this client.');
         expect(q.jobs[0]!.stacktrace).toEqual([]);
+      }
+      if (queue === 'pairs' && status === 'completed') {
+        expect(q.counts.completed).toBe(1);
+        expect(q.jobs.map((j) => ({ id: j.id, data: j.data }))).toEqual([{ id: rangeJobId, data: { commandId: multiId, from: 0, to: 2 } }]);
       }
       // Every job of a command links to the command's status; an email job belongs to no command.
       for (const job of q.jobs) {

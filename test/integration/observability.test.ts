@@ -182,9 +182,16 @@ describe('a worker-only process', () => {
     expect(assigned.state).toBe('completed');
     await waitFor(() => api.smtp.messages.some((m) => m.to.includes('boss@c-split.test')), { what: 'the grant email' });
 
-    const { all } = await scrape(`${metricsUrl}/metrics`);
-    const finished = find(all, 'pap_jobs_finished_total', { queue: 'commands', outcome: 'completed' }).reduce((n, s) => n + s.value, 0);
-    expect(finished).toBeGreaterThanOrEqual(4);
+    // The assign's grant email goes out from its command job just before that job completes: the
+    // fourth command job is counted right after the email, so wait for it, then count exactly.
+    const commandsFinished = (all: Awaited<ReturnType<typeof scrape>>['all']) =>
+      find(all, 'pap_jobs_finished_total', { queue: 'commands', outcome: 'completed' }).reduce((n, s) => n + s.value, 0);
+    let { all } = await scrape(`${metricsUrl}/metrics`);
+    await waitFor(async () => {
+      ({ all } = await scrape(`${metricsUrl}/metrics`));
+      return commandsFinished(all) >= 4;
+    }, { what: 'the four command jobs to be counted' });
+    expect(commandsFinished(all)).toBe(4);
     await waitFor(async () => find((await scrape(`${metricsUrl}/metrics`)).all, 'pap_emails_total', { outcome: 'sent' }).reduce((n, s) => n + s.value, 0) >= 1, { what: 'the sent email to be counted' });
     expect(find(all, 'pap_build_info').map((s) => s.labels.version)).toEqual([SERVICE_VERSION]);
     // The API process applied nothing itself: its own scrape has no job counts.

@@ -179,8 +179,8 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
     let after = before;
     await waitFor(async () => {
       after = await Scrape.from(api);
-      return total(after, 'pap_jobs_finished_total') - total(before, 'pap_jobs_finished_total') >= 7 + 3 + 1;
-    }, { what: 'the 11 jobs of the run (7 commands, 2 pair ranges and the refused pair\'s own job, the team email) to be counted' });
+      return total(after, 'pap_jobs_finished_total') - total(before, 'pap_jobs_finished_total') >= 7 + 1 + 1;
+    }, { what: 'the 9 jobs of the run (7 commands, the refused pair\'s own job, the team email) to be counted' });
     const delta = (name: string, labels: Record<string, string> = {}) => after.get(name, labels) - before.get(name, labels);
 
     const posted = { 'client.upsert': 2, 'employee.tag': 2, 'access.assign': 2, 'team.email': 1 };
@@ -190,31 +190,31 @@ describe('operations of one service: metrics, audit, media types and the ops CLI
     }
     expect(delta('pap_commands_accepted_total', { type: 'partner.upsert' })).toBe(0);
 
-    // Pairs: each assign is one range job (completed); the refused pair gets its own job, failed with
-    // the conflict code; the failure is counted once, by code.
-    expect(delta('pap_jobs_finished_total', { queue: 'pairs', type: 'access.assign', outcome: 'completed' })).toBe(2);
+    // Pairs: a single-pair assign is applied inside its command job's run, with no pairs job; the
+    // refused pair gets its own job, failed with the conflict code; the failure is counted once, by code.
+    expect(delta('pap_jobs_finished_total', { queue: 'pairs', type: 'access.assign', outcome: 'completed' })).toBe(0);
     expect(delta('pap_jobs_finished_total', { queue: 'pairs', type: 'access.assign', outcome: 'failed' })).toBe(1);
     expect(delta('pap_jobs_failed_total', { queue: 'pairs', type: 'access.assign', code: 'EMAIL_LINKED_TO_OTHER_PARTNER' })).toBe(1);
     expect(total(after, 'pap_jobs_failed_total') - total(before, 'pap_jobs_failed_total')).toBe(1);
-    expect(total(after, 'pap_jobs_finished_total') - total(before, 'pap_jobs_finished_total')).toBe(11);
-    // The grant email is sent by the pair job that committed it; the team email by a mail job. Both count as sent.
+    expect(total(after, 'pap_jobs_finished_total') - total(before, 'pap_jobs_finished_total')).toBe(9);
+    // The grant email is sent by the command job whose run committed it; the team email by a mail job. Both count as sent.
     expect(delta('pap_jobs_finished_total', { queue: 'mail', type: 'send', outcome: 'completed' })).toBe(1);
     expect(delta('pap_emails_total', { outcome: 'sent' })).toBe(2);
     expect(delta('pap_emails_total', { outcome: 'failed' })).toBe(0);
 
     // Histograms: one observation per finished job (latency) and per attempt (duration).
-    const finishedLabels = after.samples.filter((s) => s.name === 'pap_jobs_finished_total').map((s) => s.labels);
+    // Each (queue, type) once, whether its jobs only completed or only failed (the pairs jobs of this run all fail).
+    const finishedKeys = new Map(after.samples.filter((s) => s.name === 'pap_jobs_finished_total').map((s) => [`${s.labels.queue}|${s.labels.type}`, { queue: s.labels.queue!, type: s.labels.type! }]));
     let jobsInRun = 0;
-    for (const l of finishedLabels) {
-      const key = { queue: l.queue!, type: l.type! };
+    for (const key of finishedKeys.values()) {
       const finished = delta('pap_jobs_finished_total', { ...key, outcome: 'completed' }) + delta('pap_jobs_finished_total', { ...key, outcome: 'failed' });
-      if (l.outcome === 'completed') jobsInRun += finished;
+      jobsInRun += finished;
       expect({ ...key, latency: delta('pap_accept_to_applied_seconds_count', key) }).toEqual({ ...key, latency: finished });
       expect({ ...key, duration: delta('pap_job_duration_seconds_count', key) }).toEqual({ ...key, duration: finished + delta('pap_job_attempts_failed_total', key) });
       expect(after.get('pap_job_duration_seconds_bucket', { ...key, le: '+Inf' })).toBe(after.get('pap_job_duration_seconds_count', key));
     }
-    expect(jobsInRun).toBe(7 + 3 + 1); // 7 commands, 2 pair ranges + the refused pair's job, the team email
-    expect(delta('pap_job_duration_seconds_count', { queue: 'pairs', type: 'access.assign' })).toBe(3);
+    expect(jobsInRun).toBe(7 + 1 + 1); // 7 commands, the refused pair's job, the team email
+    expect(delta('pap_job_duration_seconds_count', { queue: 'pairs', type: 'access.assign' })).toBe(1);
     expect(delta('pap_accept_to_applied_seconds_count', { queue: 'mail', type: 'send' })).toBe(1);
 
     // Queue depths per queue and state, matching the queues themselves.
