@@ -93,6 +93,7 @@ async function slowSmtp(holdMs: number) {
       });
     },
   });
+  server.on('error', () => undefined); // a client that goes away mid-session is not a test failure
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const port = (server.server.address() as AddressInfo).port;
   return {
