@@ -60,17 +60,13 @@ describe('intake, auth and reads (one service with api, workers and scheduler)',
   beforeAll(async () => {
     svc = await startService();
     const { api } = svc;
-    await Promise.all([
-      (async () => {
-        await api.apply(P1, { type: 'partner.upsert', name: 'Acme Partners', team: { channelAccountManager: { name: 'Cam', email: 'cam@hub.test' } } });
-        await api.apply(P1, { type: 'client.upsert', hubId: 'c-1', name: 'Acme Client', contactEmail: 'Boss@C1.Test', mrr: 100 });
-        await api.apply(P1, { type: 'employee.tag', email: 'ann@acme.test', name: 'Ann' });
-      })(),
-      (async () => {
-        await api.apply(P2, { type: 'partner.upsert', name: 'Rival Agency' });
-        await api.apply(P2, { type: 'client.upsert', hubId: 'c-1', name: 'Rival Client', contactEmail: 'boss@c1.test', mrr: 200 });
-      })(),
-    ]);
+    // In sequence: the client's platform record is one per hubId (last write wins), and the reads
+    // test below expects p-200's sync (mrr 200) to be the last one applied.
+    await api.apply(P1, { type: 'partner.upsert', name: 'Acme Partners', team: { channelAccountManager: { name: 'Cam', email: 'cam@hub.test' } } });
+    await api.apply(P1, { type: 'client.upsert', hubId: 'c-1', name: 'Acme Client', contactEmail: 'Boss@C1.Test', mrr: 100 });
+    await api.apply(P1, { type: 'employee.tag', email: 'ann@acme.test', name: 'Ann' });
+    await api.apply(P2, { type: 'partner.upsert', name: 'Rival Agency' });
+    await api.apply(P2, { type: 'client.upsert', hubId: 'c-1', name: 'Rival Client', contactEmail: 'boss@c1.test', mrr: 200 });
   });
 
   afterAll(async () => {
