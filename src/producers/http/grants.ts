@@ -38,6 +38,41 @@ button:focus-visible{outline:3px solid ${LOOK.text};outline-offset:2px}
 const STYLE_HASH = `sha256-${createHash('sha256').update(STYLE).digest('base64')}`;
 const CSP = `default-src 'none'; style-src '${STYLE_HASH}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
 
+/** The frame every grant page shares: its language, title (also the heading), the inline style the CSP hashes, and the body. */
+function pageShell(lang: Locale, title: string, body: string): string {
+  return `<!doctype html>
+<html lang="${lang}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>${esc(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<main>
+<h1>${esc(title)}</h1>
+${body}
+</main>
+</body>
+</html>
+`;
+}
+
+/** Sends a grant page with its status, language and security headers (no scripts, no framing, no referrer, no caching). */
+function sendPage(reply: FastifyReply, lang: Locale, status: number, html: string) {
+  return reply.code(status)
+    .header('content-language', lang)
+    .header('content-security-policy', CSP)
+    .header('referrer-policy', 'no-referrer')
+    .header('x-content-type-options', 'nosniff')
+    .header('x-frame-options', 'DENY')
+    .header('cross-origin-opener-policy', 'same-origin')
+    .header('cache-control', 'no-store')
+    .type('text/html; charset=utf-8')
+    .send(html);
+}
+
 /** One page in the client's language. */
 export function renderGrantPage(lang: Locale, page: Page, names?: { partner: string; employee: string; client: string }): string {
   const m = messages[lang].page;
@@ -60,39 +95,14 @@ export function renderGrantPage(lang: Locale, page: Page, names?: { partner: str
 <button type="submit" name="decision" value="decline" class="decline">${esc(m.decline)}</button>
 </form>`
     : '';
-  return `<!doctype html>
-<html lang="${lang}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>${esc(title)}</title>
-<style>${STYLE}</style>
-</head>
-<body>
-<main>
-<h1>${esc(title)}</h1>
-${paragraphs.map((p) => `<p>${esc(p)}</p>`).join('\n')}
-${form}
-</main>
-</body>
-</html>
-`;
+  return pageShell(lang, title, `${paragraphs.map((p) => `<p>${esc(p)}</p>`).join('\n')}
+${form}`);
 }
 
 function send(reply: FastifyReply, lang: Locale, out: LinkOutcome, status = STATUS[out.page]) {
   const l = out.link;
   const names = l ? { partner: l.partnerName, employee: employeeLabel(l.email, l.employeeName), client: l.clientName } : undefined;
-  return reply.code(status)
-    .header('content-language', lang)
-    .header('content-security-policy', CSP)
-    .header('referrer-policy', 'no-referrer')
-    .header('x-content-type-options', 'nosniff')
-    .header('x-frame-options', 'DENY')
-    .header('cross-origin-opener-policy', 'same-origin')
-    .header('cache-control', 'no-store')
-    .type('text/html; charset=utf-8')
-    .send(renderGrantPage(lang, out.page, names));
+  return sendPage(reply, lang, status, renderGrantPage(lang, out.page, names));
 }
 
 /** The page's language: the client's, as its email was written in; for a link nobody knows, the browser's (Accept-Language). */
@@ -117,38 +127,13 @@ ${people}
       case 'unknown': return [m.unknownTitle, `<p>${esc(m.unknownText)}</p>`];
     }
   })();
-  return `<!doctype html>
-<html lang="${lang}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>${esc(title)}</title>
-<style>${STYLE}</style>
-</head>
-<body>
-<main>
-<h1>${esc(title)}</h1>
-${body}
-</main>
-</body>
-</html>
-`;
+  return pageShell(lang, title, body);
 }
 
 const ALL_STATUS: Record<AllOutcome['page'], number> = { confirm: 200, granted: 200, used: 410, unknown: 404 };
 
 function sendAll(reply: FastifyReply, lang: Locale, out: AllOutcome, status = ALL_STATUS[out.page]) {
-  return reply.code(status)
-    .header('content-language', lang)
-    .header('content-security-policy', CSP)
-    .header('referrer-policy', 'no-referrer')
-    .header('x-content-type-options', 'nosniff')
-    .header('x-frame-options', 'DENY')
-    .header('cross-origin-opener-policy', 'same-origin')
-    .header('cache-control', 'no-store')
-    .type('text/html; charset=utf-8')
-    .send(renderGrantAllPage(lang, out));
+  return sendPage(reply, lang, status, renderGrantAllPage(lang, out));
 }
 
 const FORM_LIMIT_BYTES = 4096;
