@@ -73,6 +73,9 @@ describe('the lifecycle sweep across crashes and a Redis flush', () => {
   const reminders = () => smtp.messages.filter((m) => m.subject.startsWith('Reminder:'));
   const expiredNotices = () => smtp.messages.filter((m) => m.recipients.includes(NOTIFY) && m.subject.includes('expired'));
 
+  /** Every message the SMTP server accepted (before the kill) is parsed and counted: copies are measured against it. */
+  const parsed = () => waitFor(() => smtp.attempts.filter((c) => c === 250).length === smtp.messages.length, { what: 'the accepted messages to be parsed' });
+
   /** Each logical email once: one Message-ID per key; copies only of messages taken but not yet marked at a kill. */
   function expectOnceInEffect(mails: CapturedMail[], logical: number, copiesAllowed: number): void {
     const ids = new Set(mails.map((m) => m.messageId));
@@ -114,6 +117,7 @@ describe('the lifecycle sweep across crashes and a Redis flush', () => {
     // Crash 1: as the first reminder arrives; then the queue keys go.
     await waitFor(() => reminders().length >= 1, { timeoutMs: 20_000, intervalMs: 5, what: 'the first reminder' });
     await worker.kill('SIGKILL');
+    await parsed();
     const r = await outboxOf('access.reminder');
     const copies1 = Math.max(0, reminders().length - r.sent);
     expect(reminders().length).toBeLessThan(PAIRS + copies1 + 1);
@@ -128,6 +132,7 @@ describe('the lifecycle sweep across crashes and a Redis flush', () => {
     // Crash 2: as the first expiry notice arrives; then the queue keys go again.
     await waitFor(() => expiredNotices().length >= 1, { timeoutMs: 30_000, intervalMs: 5, what: 'the first expiry notice' });
     await worker.kill('SIGKILL');
+    await parsed();
     const e = await outboxOf('partner.expired');
     const copies2 = Math.max(0, expiredNotices().length - e.sent);
     await dropQueues(env.REDIS_URL!, env.QUEUE_PREFIX!);
