@@ -1,7 +1,7 @@
 import type { Em } from '../db/orm.js';
-import { computeManagedMrr, computeSoldCredit, computeTier, countUpcomingRenewals, type SoldCreditReport } from '../domain/credit.js';
+import { computeManagedMrr, computeSoldCredit, computeTier, countUpcomingRenewals, firstMonthAffectingTotal, type SoldCreditReport } from '../domain/credit.js';
 import { defaultTierThresholds } from '../../config/tiers.js';
-import { loadCreditFacts, storeSnapshots, type CreditFacts, type SnapshotRow } from '../db/credit-store.js';
+import { loadCreditFacts, storeSnapshots, type CreditFacts, type SnapshotRow, type SnapshotScope } from '../db/credit-store.js';
 import { insertEvents } from '../db/webhook-store.js';
 import type { NewEvent } from '../webhooks/events.js';
 
@@ -35,6 +35,10 @@ export function computeCreditSnapshot(facts: CreditFacts, opts: { now: Date; mon
   return { managedMrr, soldTierCredit, tier, upcomingRenewals, month: opts.month };
 }
 
+/** The facts a snapshot of `month` at `now` can depend on (see SnapshotScope): only those are read. */
+const scopeOf = (opts: { now: Date; renewalAlertDays: number }, month: string): SnapshotScope =>
+  ({ factsFrom: `${firstMonthAffectingTotal(month)}-01`, today: dayOf(opts.now), renewalWindowDays: opts.renewalAlertDays });
+
 const snapshotRow = (partnerId: string, s: CreditSnapshot, calculatedAt: Date): SnapshotRow => ({
   partnerId, managedMrr: s.managedMrr, soldTierCredit: s.soldTierCredit, tier: s.tier.current, nextTier: s.tier.next, upcomingRenewals: s.upcomingRenewals, calculatedAt,
 });
@@ -61,7 +65,7 @@ async function storeWithEvents(em: Em, snapshots: readonly SnapshotRow[], month:
  */
 export async function recalculateCredit(em: Em, partnerId: string, opts: { now: Date; month?: string; renewalAlertDays: number; commandId?: string }): Promise<CreditSnapshot> {
   const month = opts.month ?? monthOf(opts.now);
-  const facts = (await loadCreditFacts(em, [partnerId])).get(partnerId) ?? noFacts();
+  const facts = (await loadCreditFacts(em, [partnerId], scopeOf(opts, month))).get(partnerId) ?? noFacts();
   const snapshot = computeCreditSnapshot(facts, { now: opts.now, month, renewalAlertDays: opts.renewalAlertDays });
   if (month !== monthOf(opts.now)) return snapshot;
   await storeWithEvents(em, [snapshotRow(partnerId, snapshot, opts.now)], month, opts.commandId ?? null);
@@ -72,11 +76,17 @@ export async function recalculateCredit(em: Em, partnerId: string, opts: { now: 
  * The same for many partners (current month): one read for all of them, then one write of every
  * snapshot computed. A partner whose numbers cannot be computed (its facts break a domain rule) is
  * returned in `failed` and left out of the write; the others are stored. A failing read or write
- * throws, and then nothing was stored.
+ * throws, and then nothing was stored. `readSlot`, if given, runs the read (the caller's limit on
+ * how many such reads run at once).
  */
-export async function recalculateCredits(em: Em, partnerIds: readonly string[], opts: { now: Date; renewalAlertDays: number }): Promise<{ stored: string[]; failed: { partnerId: string; error: Error }[] }> {
+export async function recalculateCredits(
+  em: Em,
+  partnerIds: readonly string[],
+  opts: { now: Date; renewalAlertDays: number; readSlot?: <T>(read: () => Promise<T>) => Promise<T> },
+): Promise<{ stored: string[]; failed: { partnerId: string; error: Error }[] }> {
   const month = monthOf(opts.now);
-  const facts = await loadCreditFacts(em, partnerIds);
+  const read = () => loadCreditFacts(em, partnerIds, scopeOf(opts, month));
+  const facts = await (opts.readSlot ? opts.readSlot(read) : read());
   const snapshots: SnapshotRow[] = [];
   const failed: { partnerId: string; error: Error }[] = [];
   for (const partnerId of new Set(partnerIds)) {

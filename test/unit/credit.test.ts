@@ -5,6 +5,7 @@ import {
   computeSoldCredit,
   computeTier,
   countUpcomingRenewals,
+  firstMonthAffectingTotal,
   monthRange,
   soldTierCreditAt,
   type Churn,
@@ -520,6 +521,38 @@ describe('computeSoldCredit — properties', () => {
         }
       }),
     );
+  });
+});
+
+describe('firstMonthAffectingTotal (the facts a recalculation reads)', () => {
+  it('when the sales and churns before it are left out, then every month\'s total is unchanged', () => {
+    fc.assert(
+      fc.property(factsArb, ({ sales, churns, range }) => {
+        const whole = computeSoldCredit(sales, churns, range);
+        for (const m of whole.months) {
+          const first = firstMonthAffectingTotal(m.month);
+          const recent = computeSoldCredit(
+            sales.filter((s) => s.closedOn.slice(0, 7) >= first),
+            churns.filter((c) => c.on.slice(0, 7) >= first),
+            { from: m.month, to: m.month },
+          );
+          expect(cents(recent.months[0]!.total)).toBe(cents(m.total));
+        }
+      }),
+    );
+  });
+
+  it('when given a month, then it answers the month eleven months before, never before year 0000', () => {
+    expect(firstMonthAffectingTotal('2026-11')).toBe('2025-12');
+    expect(firstMonthAffectingTotal('2026-01')).toBe('2025-02');
+    expect(firstMonthAffectingTotal('0000-05')).toBe('0000-01');
+  });
+
+  it('when a sale date is not a real calendar day, then the calculation refuses it', () => {
+    for (const bad of ['2026-02-29', '2026-13-01', '2026-00-10', '2026-04-31', '2026-4-01', '20260401', '2026-04-0x']) {
+      expect(() => computeSoldCredit([sale('c1', bad, 10)], [], { from: '2026-01', to: '2026-01' })).toThrow(RangeError);
+    }
+    expect(computeSoldCredit([sale('c1', '2024-02-29', 10)], [], { from: '2024-02', to: '2024-02' }).months[0]!.total).toBe(10);
   });
 });
 
