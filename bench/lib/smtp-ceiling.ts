@@ -2,13 +2,13 @@
  * The bare SMTP ceiling, run as its own process like a service worker: renders and composes the
  * same access-request emails as the worker (src/mail templates + MIME composer, a grant link
  * derived per message) and sends BENCH_MESSAGES of them through a nodemailer pool of
- * BENCH_CONNECTIONS connections (the service's transport factory) to SMTP_URL, keeping
+ * BENCH_CONNECTIONS connections (the service's transport factory and its `sendRaw`) to SMTP_URL, keeping
  * BENCH_IN_FLIGHT sends in flight. No queue, no database. Prints `CEILING_READY` once the pool's
  * first message went through (connect and warm-up are not measured), then one line
  * `CEILING_RESULT {"messages","seconds"}` and exits.
  */
 import { createHash } from 'node:crypto';
-import { createTransport } from '../../src/mail/transport.js';
+import { createTransport, sendRaw } from '../../src/mail/transport.js';
 import { composeMime, mailbox } from '../../src/mail/mime.js';
 import { renderAccessRequests } from '../../src/mail/templates.js';
 import { grantLinkUrl } from '../../src/lib/grant-link.js';
@@ -37,7 +37,8 @@ async function sendOne(i: number): Promise<void> {
     from, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, date: new Date(),
     headers: { 'Reply-To': 'partner@bench.test', 'X-Notification-Key': createHash('sha256').update(key).digest('hex').slice(0, 16) },
   });
-  await transport.sendMail({ envelope: { from: mailbox(from).address, to: [mailbox(to).address] }, raw, messageId });
+  // The worker's own way of handing a composed message to the pool (src/mail/transport.ts sendRaw).
+  await sendRaw(transport, { from: mailbox(from).address, to: [mailbox(to).address] }, raw, messageId);
 }
 
 // Warm-up: the pool's connections open (one message each, not counted).

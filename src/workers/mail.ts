@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Transporter } from 'nodemailer';
 import type { AppContext } from '../context.js';
 import { composeMime, mailbox } from '../mail/mime.js';
+import { sendRaw } from '../mail/transport.js';
 import { renderAccessRequest, renderAccessRequests, renderTeamEmail, type RenderedMail } from '../mail/templates.js';
 import { failPending, loadOutbox, markSent, recordSendFailure, REQUEST_EMAIL_KIND, type OutboxRow } from '../db/outbox-store.js';
 import { grantAllLinkUrl, grantLinkUrl } from '../lib/grant-link.js';
@@ -9,10 +10,25 @@ import { classify, payloadOf, PermanentError, toUnrecoverable } from './failures
 import { Batcher } from '../lib/batcher.js';
 import { isLifecycleKind, renderLifecycleRow } from './lifecycle-mail.js';
 
+/** SHA-256 of a notification key, hex: the Message-ID and the X-Notification-Key header are both cut from it. */
+const keyDigest = (key: string) => createHash('sha256').update(key).digest('hex');
+
+/** The domain of the Message-IDs: the sender's (one sender per process, so it is remembered). */
+const domains = new Map<string, string>();
+function domainOf(from: string): string {
+  let d = domains.get(from);
+  if (d === undefined) {
+    d = /@([^>\s]+)/.exec(from)?.[1] ?? 'partner-access.local';
+    if (domains.size < 16) domains.set(from, d);
+  }
+  return d;
+}
+
+const messageIdOf = (digest: string, from: string) => `<${digest.slice(0, 32)}@${domainOf(from)}>`;
+
 /** A deterministic Message-ID per notification key: a resend after a crash is recognisably the same message. */
 export function messageIdFor(key: string, from: string): string {
-  const domain = /@([^>\s]+)/.exec(from)?.[1] ?? 'partner-access.local';
-  return `<${createHash('sha256').update(key).digest('hex').slice(0, 32)}@${domain}>`;
+  return messageIdOf(keyDigest(key), from);
 }
 
 /** Marks sent rows, many in one commit; a job completes only once its row is marked. */
@@ -92,17 +108,17 @@ export async function failMailFinally(ctx: Pick<AppContext, 'orm'>, data: unknow
 
 /** Renders and sends one outbox row; returns its Message-ID. Throws what rendering or SMTP throws (see classify). */
 export async function sendRow(ctx: Pick<AppContext, 'config'>, transport: Transporter, row: OutboxRow): Promise<string> {
-  const messageId = messageIdFor(row.notification_key, ctx.config.mailFrom);
+  const digest = keyDigest(row.notification_key);
+  const messageId = messageIdOf(digest, ctx.config.mailFrom);
   const { to, replyTo, mail } = render(ctx, row);
   const raw = composeMime({
     from: ctx.config.mailFrom, to, subject: mail.subject, text: mail.text, html: mail.html, messageId, date: new Date(),
     headers: {
       ...(replyTo ? { 'Reply-To': replyTo } : {}),
-      'X-Notification-Key': createHash('sha256').update(row.notification_key).digest('hex').slice(0, 16),
+      'X-Notification-Key': digest.slice(0, 16),
     },
   });
-  // messageId only spares nodemailer generating one for its (unused) root node: the raw message is sent as is.
-  await transport.sendMail({ envelope: { from: mailbox(ctx.config.mailFrom).address, to: [mailbox(to).address] }, raw, messageId });
+  await sendRaw(transport, { from: mailbox(ctx.config.mailFrom).address, to: [mailbox(to).address] }, raw, messageId);
   return messageId;
 }
 

@@ -26,13 +26,13 @@ export function rangeOf(idx: number, total: number, size: number): { from: numbe
 export interface PairCommand { id: string; type: string; command: { clientHubIds: string[]; employeeEmails: string[] } }
 
 /**
- * The range size of a command: about PAIR_BATCH_SIZE pairs, a whole number of clients, so a range
+ * The range size of a command: about PAIR_RANGE_SIZE pairs, a whole number of clients, so a range
  * never splits one client's pairs (items are client × employee, client first): each client's
  * request email is one digest, written by one range.
  */
-export function rangeSizeFor(employees: number, pairBatchSize: number): number {
+export function rangeSizeFor(employees: number, pairRangeSize: number): number {
   const e = Math.max(1, employees);
-  return e >= pairBatchSize ? e : Math.floor(pairBatchSize / e) * e;
+  return e >= pairRangeSize ? e : Math.floor(pairRangeSize / e) * e;
 }
 
 /**
@@ -44,7 +44,7 @@ export function rangeSizeFor(employees: number, pairBatchSize: number): number {
 export async function fanOutPairs(ctx: AppContext, em: Em, cmd: PairCommand): Promise<{ pairs: number }> {
   const c = cmd.command;
   const pairs = c.clientHubIds.flatMap((h) => c.employeeEmails.map((e) => [h, e] as const));
-  const { open, rangeSize } = await em.transactional((tx) => writeItems(tx, cmd.id, pairs, rangeSizeFor(c.employeeEmails.length, ctx.config.pairBatchSize)));
+  const { open, rangeSize } = await em.transactional((tx) => writeItems(tx, cmd.id, pairs, rangeSizeFor(c.employeeEmails.length, ctx.config.pairRangeSize)));
   const ranges = new Map(open.map((idx) => { const r = rangeOf(idx, pairs.length, rangeSize); return [r.from, r] as const; }));
   await enqueuePairRanges(ctx.queues, cmd.type, [...ranges.values()].map(({ from, to }) => ({ commandId: cmd.id, from, to })));
   return { pairs: pairs.length };

@@ -148,7 +148,8 @@ describe('the request digest of one command and one client', () => {
   let svc: TestService;
 
   beforeAll(async () => {
-    svc = await startService();
+    // Small ranges (the default is 256 pairs), so that a command of a few dozen pairs spans several.
+    svc = await startService({ PAIR_RANGE_SIZE: '32' });
     await svc.api.apply('p-100', { type: 'partner.upsert', name: 'Acme Partners' });
   });
   afterAll(async () => {

@@ -22,7 +22,7 @@ describe('the request digest', () => {
 
   it.each([
     [1, 32, 32], [3, 32, 30], [5, 32, 30], [32, 32, 32], [33, 32, 33], [1000, 32, 1000], [7, 1, 7],
-  ])('when a command names %i employees and PAIR_BATCH_SIZE is %i, then a range holds %i pairs: whole clients', (employees, batch, size) => {
+  ])('when a command names %i employees and PAIR_RANGE_SIZE is %i, then a range holds %i pairs: whole clients', (employees, batch, size) => {
     expect(rangeSizeFor(employees, batch)).toBe(size);
     expect(size % employees).toBe(0);
   });
