@@ -32,6 +32,15 @@ export interface NewCommand {
 const idIn = (ids: readonly string[]) => sql<boolean>`id in (select jsonb_array_elements_text(${jsonb(ids)}))`;
 
 /**
+ * The unconfirmed commands among `ids` that no transaction holds: a row a worker has locked is
+ * being applied by its own job already, where a confirmation changes nothing, and waiting for that
+ * worker's transaction would hold the intake's replies (the confirmations ride on the next group's
+ * INSERT). A row left unconfirmed this way counts as confirmed after the grace (see loadRun).
+ */
+const unconfirmedIn = (ids: readonly string[]) =>
+  sql<boolean>`id in (select id from command where ${idIn(ids)} and enqueued_at is null for update skip locked)`;
+
+/**
  * Inserts commands in the order given (their `seq`, each partner's order of application, follows
  * it), the whole set as one JSON parameter; an id that is already logged is left as it is. Returns
  * the ids this call inserted, with their `seq` (a bigint, as a string). `confirm`: commands whose
@@ -53,7 +62,7 @@ export async function insertCommands(em: Em, commands: readonly NewCommand[], co
   // A data-modifying WITH runs to completion whether or not the insert reads it; it touches rows
   // committed earlier, never the ones this statement inserts.
   return rows(em, sql<{ id: string; seq: string }>`
-    with confirmed as (update command set enqueued_at = now() where ${idIn(confirm)})
+    with confirmed as (update command set enqueued_at = now() where ${unconfirmedIn(confirm)})
     ${insert}`);
 }
 
@@ -74,11 +83,11 @@ export async function findCommandKeys(em: Em, ids: readonly string[]): Promise<C
 /**
  * Confirms that the jobs of these commands are in Redis (`enqueued_at`): from then on the intake
  * will not take them back, so a partner's run may apply them (see `loadRun`). One statement for a
- * whole group.
+ * whole group; rows a worker holds are skipped rather than waited for (see unconfirmedIn).
  */
 export async function markEnqueued(em: Em, ids: readonly string[]): Promise<void> {
   if (!ids.length) return;
-  await em.getKysely().updateTable('command').set({ enqueued_at: sql`now()` }).where(idIn(ids)).execute();
+  await em.getKysely().updateTable('command').set({ enqueued_at: sql`now()` }).where(unconfirmedIn(ids)).execute();
 }
 
 /**
