@@ -332,6 +332,8 @@ export const WebhookEvent = defineEntity({
     data: p.json<Record<string, unknown>>(),
     createdAt: p.datetime().defaultRaw('now()'),
   },
+  // Retention: the lifecycle sweep reads the oldest events first (src/db/webhook-store.ts pruneWebhookEvents).
+  indexes: [{ name: 'webhook_event_created_at', properties: ['createdAt'] }],
 });
 export type WebhookEvent = InferEntity<typeof WebhookEvent>;
 

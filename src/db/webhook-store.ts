@@ -227,6 +227,48 @@ export async function webhooksWithDueDeliveries(em: Em, graceSec: number, limit:
   return r.map((x) => x.webhook_id);
 }
 
+// ---- retention --------------------------------------------------------------------------------
+
+/** What one prune statement deleted. */
+export interface PruneResult { events: number; deliveries: number }
+
+/**
+ * Deletes up to `limit` finished webhook events older than `retentionDays`, with their deliveries,
+ * in one statement (its own short transaction: a backlog is worked through by repeating it).
+ *
+ * Finished: every delivery of the event is `delivered`, `failed` (given up) or `dropped` (its
+ * subscription ended), and none has been touched for `retentionDays`: created, redelivered
+ * (`pending_since`), attempted, or due (`next_attempt_at`, which a drop sets to its time). So an
+ * event with a pending delivery is never deleted however old, and a redelivered one counts from its
+ * redelivery. Candidates are read oldest first through `webhook_event_created_at`; their deliveries
+ * through the (event_seq, webhook_id) unique index (`= any(array(…))` keeps that index whatever the
+ * planner guesses of the batch; a join chose a scan of the whole table at 300k rows). About 30 ms
+ * per 5,000-event batch on a 2.3M-row table (local Postgres).
+ *
+ * A redelivery that commits while this statement runs: the delivery delete re-checks its row's new
+ * version (Postgres re-evaluates the WHERE of a concurrently updated row), so a delivery made
+ * pending again is kept, and its event is deleted only when every delivery it had was deleted
+ * (`n` = deliveries seen = deliveries deleted), so no pending delivery loses its event. A
+ * redelivery that comes after finds the delivery gone (404).
+ */
+export async function pruneWebhookEvents(em: Em, retentionDays: number, limit: number): Promise<PruneResult> {
+  const cutoff = sql`now() - make_interval(days => ${retentionDays}::int)`;
+  const finishedBefore = (d: RawBuilder<unknown>) => sql`${d}.state <> 'pending' and greatest(${d}.created_at, ${d}.pending_since, ${d}.last_attempt_at, ${d}.next_attempt_at) < ${cutoff}`;
+  const r = await firstRow(em, sql<PruneResult>`with doomed as (
+       select e.seq, (select count(*) from webhook_delivery d where d.event_seq = e.seq) as n
+         from webhook_event e
+        where e.created_at < ${cutoff}
+          and not exists (select 1 from webhook_delivery d where d.event_seq = e.seq and not (${finishedBefore(sql`d`)}))
+        order by e.created_at
+        limit ${limit}::int),
+     dd as (delete from webhook_delivery d where d.event_seq = any(array(select seq from doomed)) and ${finishedBefore(sql`d`)} returning d.event_seq),
+     gone as (select event_seq, count(*) as n from dd group by event_seq),
+     de as (delete from webhook_event e using doomed left join gone on gone.event_seq = doomed.seq
+             where e.seq = doomed.seq and doomed.n = coalesce(gone.n, 0) returning 1)
+    select (select count(*) from de)::int as events, (select count(*) from dd)::int as deliveries`);
+  return r ?? { events: 0, deliveries: 0 };
+}
+
 // ---- the commit signal ------------------------------------------------------------------------
 
 /** A LISTEN connection on {@link WEBHOOK_CHANNEL}. */
