@@ -21,7 +21,8 @@ export interface Accepted {
 
 export const statusUrl = (commandId: string) => `/v1/commands/${encodeURIComponent(commandId)}`;
 
-interface Row { id: string; partnerId: string; tokenName: string | null; type: CommandType; payload: Command; bodyHash: string; issuedAt: string | null }
+/** `given`: the caller chose the commandId (only such an id can be logged already: ours are random UUIDs). */
+interface Row { id: string; partnerId: string; tokenName: string | null; type: CommandType; payload: Command; bodyHash: string; issuedAt: string | null; given: boolean }
 
 /** One caller's commands. `batch`: they came as a batch (issue paths are then `commands.{i}.…`). */
 export interface IntakeRequest { partnerId: string; tokenName: string | null; commands: Command[]; batch?: boolean }
@@ -54,6 +55,7 @@ const toRow = (input: IntakeRequest, c: Command, i: number): Row => {
     payload: { ...c, commandId } as Command,
     bodyHash: createHash('sha256').update(canonicalBody(c)).digest('base64url'),
     issuedAt: issuedAt?.toISOString() ?? null,
+    given: c.commandId !== undefined,
   };
 };
 
@@ -96,15 +98,23 @@ interface Decided { results: (Accepted[] | Error)[]; toEnqueue: (Row & { seq: st
  * partner and body. `refuse` says what becomes of a request that may not be accepted. The same
  * statement confirms the earlier groups' commands of `confirming` (see Confirmations).
  */
-async function insertAndDecide(em: Em, rowsOf: Row[][], refuse: (err: IntakeError) => Error, confirming: readonly string[]): Promise<Decided> {
+async function insertAndDecide(em: Em, rowsOf: Row[][], refuse: (err: IntakeError) => Error, confirming: readonly string[], inTransaction: boolean): Promise<Decided> {
   // Rows are inserted in arrival order: `seq`, each partner's order of application, follows it.
   const rows = rowsOf.length === 1 ? rowsOf[0]! : rowsOf.flat();
-  const created = new Map<string, string>();
-  for (const c of await insertCommands(em, rows, confirming)) created.set(c.id, c.seq);
-  const known = new Map<string, CommandKey>();
-  if (created.size < rows.length) {
-    const existing = rows.filter((r) => !created.has(r.id));
-    for (const f of await findCommandKeys(em, existing.map((r) => r.id))) known.set(f.id, f);
+  const inserted = await insertCommands(em, rows, confirming, rows.filter((r) => r.given).map((r) => r.id));
+  const created = new Map(inserted.created.map((c) => [c.id, c.seq]));
+  const known = new Map(inserted.known.map((k) => [k.id, k]));
+  // Rare: an id another intake committed while this statement ran (a client retrying at once) is
+  // in neither list; it is read now. Written without a transaction, this group's new rows are
+  // taken back if that read fails, so that no request gets an error for a row that stays.
+  const unseen = rows.filter((r) => !created.has(r.id) && !known.has(r.id));
+  if (unseen.length) {
+    try {
+      for (const f of await findCommandKeys(em, unseen.map((r) => r.id))) known.set(f.id, f);
+    } catch (err) {
+      if (!inTransaction) await deleteWaitingCommands(em, [...created.keys()]).catch(() => undefined);
+      throw err;
+    }
   }
   const firstOf = new Map<string, Row>();
   const toEnqueue: (Row & { seq: string })[] = [];
@@ -171,12 +181,12 @@ export async function acceptGroup(orm: Orm, queues: Queues, inputs: IntakeReques
     // The gate shut (see below) is the transaction's business: a new command is then rolled back.
     const singles = !queues.gate.shut && inputs.every((input) => input.commands.length === 1);
     outcome = singles
-      ? await insertAndDecide(em0, rowsOf, (err) => err, confirming)
+      ? await insertAndDecide(em0, rowsOf, (err) => err, confirming, false)
       : await em0.transactional(async (em) => {
         const decided = await insertAndDecide(em, rowsOf, (err) => {
           if (inputs.length > 1) throw new GroupMemberFailed();
           throw err;
-        }, confirming);
+        }, confirming, true);
         // The last add failed and Redis has not answered since (a stall, an outage): a new command
         // is refused at once (503, rolled back) rather than held for the command timeout; a replay
         // of a known one needs no queue and is answered.

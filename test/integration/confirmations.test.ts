@@ -29,8 +29,10 @@ describe('confirming accepted commands while a worker holds one of them', () => 
       expect(await lockCommand(tx, 'cf-held')).toMatchObject({ state: 'waiting' });
       // Both statements would wait for this transaction if they did not skip the held row: the test
       // would then never get past them (it is inside the transaction that holds it).
-      const inserted = await insertCommands(svc.db.em.fork(), [command('cf-next')], ['cf-held', 'cf-free']);
-      expect(inserted.map((r) => r.id)).toEqual(['cf-next']);
+      const inserted = await insertCommands(svc.db.em.fork(), [command('cf-next'), command('cf-free')], ['cf-held', 'cf-free']);
+      // One statement answers both: what it created, and the keys of what was logged before it.
+      expect(inserted.created.map((r) => r.id)).toEqual(['cf-next']);
+      expect(inserted.known).toEqual([{ id: 'cf-free', partnerId: 'p-conf', bodyHash: 'cf-free', state: 'waiting' }]);
       await markEnqueued(svc.db.em.fork(), ['cf-held', 'cf-next']);
     });
     expect(await confirmed(['cf-held', 'cf-free', 'cf-next'])).toEqual({ 'cf-held': false, 'cf-free': true, 'cf-next': true });
