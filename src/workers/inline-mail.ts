@@ -14,6 +14,8 @@ export const INLINE_CLAIM_MS = 120_000;
  * released, see releaseClaims) after its lock lapsed, by which time its worker starts no more sends.
  */
 export const inlineStartDeadlineMs = (jobLockMs: number) => Math.min(20_000, Math.floor(jobLockMs / 3));
+/** Sent rows are marked in chunks of this many as they go (see InlineMail.send). */
+const MARK_EVERY = 32;
 /** After a transient SMTP failure, new emails go through mail jobs (with their backoff) for this long. */
 const INLINE_PAUSE_MS = 15_000;
 
@@ -59,7 +61,23 @@ export class InlineMail {
   private async send(outboxIds: string[], committedAt: number, sentIds: Set<string>): Promise<void> {
     const rows = await loadOutbox(this.ctx.orm.em.fork(), outboxIds);
     const deadline = committedAt + inlineStartDeadlineMs(this.ctx.config.jobLockMs);
-    const sent: { id: string; messageId: string }[] = [];
+    // Sent rows are marked as they go, MARK_EVERY at a time, not once at the end: a range holds up
+    // to PAIR_RANGE_SIZE (256) emails, and every row sent but not yet marked is sent again (same
+    // Message-ID, but a second email to its recipient) if this worker dies. Marks are written one
+    // chunk after the other; one that fails (after its retries) fails the delivery at the end.
+    let toMark: { id: string; messageId: string }[] = [];
+    let marking: Promise<void> = Promise.resolve();
+    let markError: unknown = null;
+    const flush = () => {
+      const chunk = toMark;
+      toMark = [];
+      if (!chunk.length) return marking;
+      marking = marking.then(() => withRetries(() => markSent(this.ctx.orm.em.fork(), chunk), 3, 250)).then(
+        () => this.onSent?.(chunk.length),
+        (err: unknown) => { markError ??= err; },
+      );
+      return marking;
+    };
     const handed: { id: string; state: 'pending' | 'failed'; error: StoredError | null; tried: number; delayMs: number }[] = [];
     await Promise.all(rows.filter((r) => r.state === 'pending').map(async (row) => {
       await this.acquire();
@@ -69,8 +87,12 @@ export class InlineMail {
           return;
         }
         try {
-          sent.push({ id: String(row.id), messageId: await sendRow(this.ctx, this.transport, row) });
+          // Sent first, then pushed: `toMark.push(…, await …)` would push to the array current when the
+          // send began, which a flush may have taken meanwhile.
+          const messageId = await sendRow(this.ctx, this.transport, row);
+          toMark.push({ id: String(row.id), messageId });
           sentIds.add(String(row.id));
+          if (toMark.length >= MARK_EVERY) void flush();
         } catch (err) {
           const f = classify(err);
           if (f.kind === 'transient') {
@@ -85,8 +107,8 @@ export class InlineMail {
       }
     }));
     // Marking is idempotent: a database blip here is retried rather than resending what was sent.
-    await withRetries(() => markSent(this.ctx.orm.em.fork(), sent), 3, 250);
-    if (sent.length) this.onSent?.(sent.length);
+    await flush();
+    if (markError) throw markError;
     if (!handed.length) return;
     await handOver(this.ctx.orm.em.fork(), handed.map(({ id, state, error, tried }) => ({ id, state, error, tried })));
     for (const delayMs of new Set(handed.map((h) => h.delayMs))) {
