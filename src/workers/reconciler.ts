@@ -71,7 +71,9 @@ export async function reconcileOnce(ctx: Pick<AppContext, 'config' | 'orm' | 'qu
   // pair whose own job failed without settling it is failed now; one whose range job finished
   // without settling it (a failed hand-over, an old worker) gets its own job; a pair with neither
   // job (Redis lost them) gets its range job back.
-  const ranged = items.map((i) => ({ ...i, ...rangeOf(i.idx, i.items_total, i.range_size || ctx.config.pairBatchSize) }));
+  // Every fan-out stores its range size; a row without one (none is written so now) is one range,
+  // the same in every process whatever its settings.
+  const ranged = items.map((i) => ({ ...i, ...rangeOf(i.idx, i.items_total, i.range_size || i.items_total) }));
   const rangeId = (i: (typeof ranged)[number]) => jobIds.pairRange(i.command_id, i.from, i.to);
   const ownId = (i: (typeof ranged)[number]) => jobIds.pair(i.command_id, i.idx);
   const ranges = await jobPresence(q.connection, q.pairs, ranged.map(rangeId));
