@@ -23,6 +23,11 @@ export interface TestSmtp {
   failNext(codes: number[]): void;
   /** Every delivery attempt (accepted or refused), in order. */
   attempts: number[];
+  /**
+   * Accepts `n` more messages, then holds every later one (its DATA is not answered) until the
+   * returned release is called; `held()` is how many are waiting.
+   */
+  holdAfter(n: number): { held(): number; release(): void };
   close(): Promise<void>;
 }
 
@@ -30,6 +35,7 @@ export async function startSmtp(): Promise<TestSmtp> {
   const messages: CapturedMail[] = [];
   const attempts: number[] = [];
   let queue: number[] = [];
+  let holding: { left: number; waiting: (() => void)[] } | null = null;
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
@@ -38,6 +44,14 @@ export async function startSmtp(): Promise<TestSmtp> {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
+        if (holding && holding.left-- <= 0) {
+          const h = holding;
+          h.waiting.push(() => finish());
+          return;
+        }
+        finish();
+      });
+      const finish = () => {
         const code = queue.shift();
         if (code) {
           attempts.push(code);
@@ -53,7 +67,7 @@ export async function startSmtp(): Promise<TestSmtp> {
           messages.push({ to, from: mail.from?.text ?? '', subject: mail.subject ?? '', text: mail.text ?? '', html: typeof mail.html === 'string' ? mail.html : '', messageId: mail.messageId ?? '', recipients, raw: mail });
           callback();
         }, callback);
-      });
+      };
     },
   });
   // A client killed mid-session (the crash tests SIGKILL workers) resets its socket: smtp-server
@@ -68,6 +82,17 @@ export async function startSmtp(): Promise<TestSmtp> {
     attempts,
     failNext(codes) {
       queue = [...codes];
+    },
+    holdAfter(n) {
+      const h = { left: n, waiting: [] as (() => void)[] };
+      holding = h;
+      return {
+        held: () => h.waiting.length,
+        release: () => {
+          if (holding === h) holding = null;
+          for (const go of h.waiting.splice(0)) go();
+        },
+      };
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
