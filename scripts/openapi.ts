@@ -45,6 +45,9 @@ try {
   writeFileSync(out, `${JSON.stringify(document, null, 2)}\n`);
   console.log(`openapi: wrote ${out} (${Object.keys((document as { paths?: object }).paths ?? {}).length} paths)`);
 } finally {
+  // The API role's queues wrote their `meta` keys under the scratch prefix: none is left behind.
+  const q = app.ctx.queues;
+  await Promise.all([q.commands, q.pairs, q.mail, q.credit, q.lifecycle, q.webhooks].map((queue) => queue.obliterate({ force: true }).catch(() => undefined)));
   await app.close();
   await dropDatabase(config.databaseUrl);
 }
