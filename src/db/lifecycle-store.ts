@@ -34,21 +34,24 @@ export interface LinkRow {
   locale: string;
 }
 
+/** What a link's page needs, read with the link (findLink, findLinksOfRequest): its columns and their sources. */
+const linkColumns = sql`g.partner_id as "partnerId", g.hub_id as "hubId", g.email, g.request_seq as "tokenSeq",
+         g.used_at as "usedAt", g.decided, g.withdrawn_at as "withdrawnAt", g.expires_at as "tokenExpiresAt",
+         a.state as "accessState", a.request_seq as "accessSeq", a.expires_at as "accessExpiresAt",
+         p.name as "partnerName", coalesce(c.name, g.hub_id) as "clientName", e.name as "employeeName", coalesce(ca.locale, 'en') as locale`;
+const linkSources = sql`from grant_token g
+    join partner p on p.id = g.partner_id
+    left join access a on a.partner_id = g.partner_id and a.hub_id = g.hub_id and a.email = g.email
+    left join client c on c.partner_id = g.partner_id and c.hub_id = g.hub_id
+    left join client_account ca on ca.hub_id = g.hub_id
+    left join employee e on e.partner_id = g.partner_id and e.email = g.email`;
+
 /**
  * The grant link whose token hashes to `tokenHash`, with the pair's current request and the names
  * its page shows, or undefined. With `lock`, the link's row is locked until the transaction ends.
  */
 export async function findLink(em: Em, tokenHash: string, opts: { lock?: boolean } = {}): Promise<LinkRow | undefined> {
-  return firstRow(em, sql<LinkRow>`select g.partner_id as "partnerId", g.hub_id as "hubId", g.email, g.request_seq as "tokenSeq",
-         g.used_at as "usedAt", g.decided, g.withdrawn_at as "withdrawnAt", g.expires_at as "tokenExpiresAt",
-         a.state as "accessState", a.request_seq as "accessSeq", a.expires_at as "accessExpiresAt",
-         p.name as "partnerName", coalesce(c.name, g.hub_id) as "clientName", e.name as "employeeName", coalesce(ca.locale, 'en') as locale
-    from grant_token g
-    join partner p on p.id = g.partner_id
-    left join access a on a.partner_id = g.partner_id and a.hub_id = g.hub_id and a.email = g.email
-    left join client c on c.partner_id = g.partner_id and c.hub_id = g.hub_id
-    left join client_account ca on ca.hub_id = g.hub_id
-    left join employee e on e.partner_id = g.partner_id and e.email = g.email
+  return firstRow(em, sql<LinkRow>`select ${linkColumns} ${linkSources}
    where g.token_hash = ${tokenHash}
    ${opts.lock === true ? sql`for update of g` : sql``}`);
 }
@@ -58,16 +61,7 @@ export async function findLink(em: Em, tokenHash: string, opts: { lock?: boolean
  * their stored hashes, the pairs' current requests and the names the page shows, by employee.
  */
 export async function findLinksOfRequest(em: Em, r: { partnerId: string; hubId: string; commandId: string }): Promise<(LinkRow & { tokenHash: string })[]> {
-  return rows(em, sql<LinkRow & { tokenHash: string }>`select g.token_hash as "tokenHash", g.partner_id as "partnerId", g.hub_id as "hubId", g.email, g.request_seq as "tokenSeq",
-         g.used_at as "usedAt", g.decided, g.withdrawn_at as "withdrawnAt", g.expires_at as "tokenExpiresAt",
-         a.state as "accessState", a.request_seq as "accessSeq", a.expires_at as "accessExpiresAt",
-         p.name as "partnerName", coalesce(c.name, g.hub_id) as "clientName", e.name as "employeeName", coalesce(ca.locale, 'en') as locale
-    from grant_token g
-    join partner p on p.id = g.partner_id
-    left join access a on a.partner_id = g.partner_id and a.hub_id = g.hub_id and a.email = g.email
-    left join client c on c.partner_id = g.partner_id and c.hub_id = g.hub_id
-    left join client_account ca on ca.hub_id = g.hub_id
-    left join employee e on e.partner_id = g.partner_id and e.email = g.email
+  return rows(em, sql<LinkRow & { tokenHash: string }>`select g.token_hash as "tokenHash", ${linkColumns} ${linkSources}
    where g.partner_id = ${r.partnerId} and g.hub_id = ${r.hubId} and g.command_id = ${r.commandId}
    order by g.email, g.request_seq`);
 }
