@@ -7,7 +7,11 @@ import type { SmtpSink } from './smtp-sink.js';
 /** Sizes of one run; `--quick` shrinks every scenario. */
 export interface Sizes {
   e2e: { partners: number; clientsPerPartner: number; timeoutS: number };
-  intake: { durationS: number; batchSize: number; connections: number };
+  /**
+   * `connections`: the single endpoint is measured at each of these concurrencies (its capacity is
+   * the best of them, see bench/README.md); the :batch endpoint at the first.
+   */
+  intake: { durationS: number; batchSize: number; connections: number[] };
   cascade: { accesses: number; timeoutS: number; baselineCapS: number };
   recalc: { partners: number; clientsPerPartner: number; salesPerPartner: number; timeoutS: number };
   memory: { warmupJobs: number; jobs: number; timeoutS: number };
@@ -21,7 +25,7 @@ export interface Sizes {
 
 export const fullSizes: Sizes = {
   e2e: { partners: 20, clientsPerPartner: 1000, timeoutS: 480 },
-  intake: { durationS: 5, batchSize: 100, connections: 32 },
+  intake: { durationS: 5, batchSize: 100, connections: [32, 128, 512] },
   cascade: { accesses: 10_000, timeoutS: 120, baselineCapS: 90 },
   recalc: { partners: 1000, clientsPerPartner: 100, salesPerPartner: 300, timeoutS: 480 },
   memory: { warmupJobs: 6000, jobs: 100_000, timeoutS: 600 },
@@ -30,7 +34,7 @@ export const fullSizes: Sizes = {
 
 export const quickSizes: Sizes = {
   e2e: { partners: 4, clientsPerPartner: 250, timeoutS: 90 },
-  intake: { durationS: 2, batchSize: 100, connections: 32 },
+  intake: { durationS: 2, batchSize: 100, connections: [32, 256] },
   cascade: { accesses: 1000, timeoutS: 30, baselineCapS: 5 },
   recalc: { partners: 50, clientsPerPartner: 100, salesPerPartner: 300, timeoutS: 60 },
   memory: { warmupJobs: 1000, jobs: 5000, timeoutS: 90 },

@@ -91,8 +91,8 @@ export interface IntakeResult {
   p99Ms: number;
 }
 
-async function cannon(b: Bench, endpoint: 'single' | 'batch', partnerId: string): Promise<IntakeResult> {
-  const { durationS, batchSize, connections } = b.sizes.intake;
+async function cannon(b: Bench, endpoint: 'single' | 'batch', partnerId: string, connections: number): Promise<IntakeResult> {
+  const { durationS, batchSize } = b.sizes.intake;
   const per = endpoint === 'single' ? 1 : batchSize;
   const body =
     endpoint === 'single'
@@ -126,18 +126,39 @@ async function cannon(b: Bench, endpoint: 'single' | 'batch', partnerId: string)
   };
 }
 
-export async function intake(b: Bench): Promise<{ single: Measured<IntakeResult>; batch: Measured<IntakeResult>; accepted: number }> {
+export interface IntakeResults {
+  /** The single endpoint at each concurrency of `sizes.intake.connections`, in that order. */
+  single: Measured<IntakeResult>[];
+  batch: Measured<IntakeResult>;
+  accepted: number;
+}
+
+/**
+ * The single endpoint's capacity: its best rate over the concurrencies measured, counting only a
+ * level where every request got a 2xx. A fixed number of connections measures the round trip
+ * rather than the intake once the service has time to spare (see bench/README.md).
+ */
+export function intakeCapacity(levels: readonly Measured<IntakeResult>[]): Measured<IntakeResult> | undefined {
+  const clean = levels.filter((l) => l.value.non2xx === 0 && l.value.errors === 0);
+  return clean.reduce<Measured<IntakeResult> | undefined>((best, l) => (!best || l.value.commandsPerS > best.value.commandsPerS ? l : best), undefined);
+}
+
+export async function intake(b: Bench): Promise<IntakeResults> {
   if (b.workers.length) throw new Error('intake must run with no worker process');
-  const single = await measured(b, () => [], () => cannon(b, 'single', 'p-intake-single'));
-  const batch = await measured(b, () => [], () => cannon(b, 'batch', 'p-intake-batch'));
-  const accepted = await count(b, `select count(*) as n from command where partner_id in ('p-intake-single', 'p-intake-batch')`);
+  const { connections } = b.sizes.intake;
+  const single: Measured<IntakeResult>[] = [];
+  // One partner per level, so that no level's commands queue behind another's in the log.
+  for (const c of connections) single.push(await measured(b, () => [], () => cannon(b, 'single', `p-intake-single-${c}`, c)));
+  const batch = await measured(b, () => [], () => cannon(b, 'batch', 'p-intake-batch', connections[0]!));
+  const mine = `partner_id like 'p-intake-%'`;
+  const accepted = await count(b, `select count(*) as n from command where ${mine}`);
   // Clear the intake's commands before the next scenario: rows and their queued jobs. autocannon
   // stops with requests in flight, whose groups still confirm their rows (enqueued_at): a delete
   // meeting them in another row order can deadlock, so it is retried (left behind, the rows would
   // be re-enqueued by the reconciler in the middle of the next scenario).
   for (let attempt = 1; ; attempt++) {
     try {
-      await b.pool.query(`delete from command where partner_id in ('p-intake-single', 'p-intake-batch')`);
+      await b.pool.query(`delete from command where ${mine}`);
       break;
     } catch (err) {
       if ((err as { code?: string }).code !== '40P01' || attempt >= 5) throw err;
