@@ -13,6 +13,15 @@ import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
  * (`…_key`, `…_fkey`) are spelled out, so MikroORM does not try to rename them.
  */
 
+/**
+ * The check of a date that credit is computed from: a real day of years 0001–9999, what the API
+ * accepts (no `infinity`, `-infinity`, BC date or year past 9999, which a direct database write
+ * could store and the recalculation's hand-made date reading cannot take; migration
+ * Migration20261203000001_credit_date_checks). Written as Postgres prints it back, so MikroORM's
+ * diff stays empty.
+ */
+const creditDateCheck = (column: string) => `${column} >= '0001-01-01' and ${column} <= '9999-12-31'`;
+
 /** A partner account. */
 export const Partner = defineEntity({
   name: 'Partner',
@@ -77,7 +86,8 @@ export const ClientAccount = defineEntity({
     locale: p.text().default('en'),
     mrr: p.decimal('number').precision(14).scale(2).default(0),
     products: p.json<string[]>().default('[]'),
-    renewalDate: p.date().nullable(),
+    /** A real day, 0001-01-01..9999-12-31 (see {@link creditDateCheck}). */
+    renewalDate: p.date().nullable().check(creditDateCheck('renewal_date')),
     info: p.json<Record<string, unknown>>().default('{}'),
     updatedAt: p.datetime().defaultRaw('now()'),
   },
@@ -266,7 +276,7 @@ export const Sale = defineEntity({
     partnerId: p.text().primary(),
     saleId: p.text().primary(),
     hubId: p.text(),
-    closedOn: p.date(),
+    closedOn: p.date().check(creditDateCheck('closed_on')),
     mrr: p.decimal('number').precision(14).scale(2),
   },
 });
@@ -279,7 +289,7 @@ export const Churn = defineEntity({
   properties: {
     partnerId: p.text().primary(),
     hubId: p.text().primary(),
-    onDate: p.date().primary(),
+    onDate: p.date().primary().check(creditDateCheck('on_date')),
   },
 });
 export type Churn = InferEntity<typeof Churn>;
