@@ -15,14 +15,31 @@ export class PermanentError extends Error {
 export type FailureKind = { kind: 'permanent'; code: string; message: string } | { kind: 'transient' };
 
 /**
- * The one place that decides retry or not. Domain refusals and permanent infrastructure errors fail
- * the job at once (their code kept); everything else is transient and retried with backoff:
- * serialization failures, deadlocks, SMTP 4xx, unknown errors, and every state in which Postgres
- * cannot write now (`isDatabaseUnavailable`: unreachable, shutting down, out of resources, a
- * read-only transaction of class 25 after a failover).
+ * Postgres refusing a value itself, whatever else the database holds: a data exception (class 22: a
+ * number or date out of range, text it cannot store), a CHECK or NOT NULL violation. The same
+ * statement fails again on every attempt. A unique, foreign-key or exclusion violation (23505,
+ * 23503, 23P01) is left out: it can be a race with another writer that a retry resolves.
+ */
+function isRefusedValue(err: unknown): boolean {
+  const code = sqlState(err);
+  return code.startsWith('22') || code === '23514' || code === '23502';
+}
+
+/**
+ * The one place that decides retry or not. Domain refusals, permanent infrastructure errors and
+ * values Postgres refuses fail the job at once (their code kept; a refused value is
+ * VALIDATION_FAILED); everything else is transient and retried with backoff: serialization
+ * failures, deadlocks, unique violations, SMTP 4xx, unknown errors, and every state in which
+ * Postgres cannot write now (`isDatabaseUnavailable`: unreachable, shutting down, out of
+ * resources, a read-only transaction of class 25 after a failover).
  */
 export function classify(err: unknown): FailureKind {
   if (err instanceof DomainError || err instanceof PermanentError) return { kind: 'permanent', code: err.code, message: err.message };
+  if (isRefusedValue(err)) {
+    const constraint = (err as { constraint?: unknown }).constraint;
+    const what = typeof constraint === 'string' ? `, constraint ${constraint}` : '';
+    return { kind: 'permanent', code: 'VALIDATION_FAILED', message: `The database refused a value of this command (SQLSTATE ${sqlState(err)}${what}).` };
+  }
   const e = err as { responseCode?: number } | null;
   if (typeof e?.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600) {
     return { kind: 'permanent', code: 'SMTP_REJECTED', message: (err as Error).message };

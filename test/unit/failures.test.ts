@@ -23,9 +23,21 @@ describe('the failure mapper', () => {
     expect(isTransientDatabaseError(pgError(code))).toBe(true);
   });
 
-  it('when a row of a batch is refused (a unique or check violation), then the job is retried but the batch is split, not retried whole', () => {
-    expect(classify(pgError('23505'))).toEqual({ kind: 'transient' });
-    expect(isTransientDatabaseError(pgError('23505'))).toBe(false);
+  it.each([['23505'], ['23503'], ['23P01']])('when a row of a batch meets a violation another writer may clear (SQLSTATE %s), then the job is retried but the batch is split, not retried whole', (code) => {
+    expect(classify(pgError(code))).toEqual({ kind: 'transient' });
+    expect(isTransientDatabaseError(pgError(code))).toBe(false);
+  });
+
+  it.each([
+    ['23514', 'a CHECK violation'],
+    ['23502', 'a NOT NULL violation'],
+    ['22008', 'a date out of range'],
+    ['22003', 'a number out of range'],
+    ['22P05', 'text Postgres cannot store'],
+  ])('when Postgres refuses a value (SQLSTATE %s, %s), then no retry can help: the job fails at once with VALIDATION_FAILED, naming the SQLSTATE and constraint', (code) => {
+    const f = classify(Object.assign(pgError(code), { constraint: 'sale_closed_on_check' }));
+    expect(f).toEqual({ kind: 'permanent', code: 'VALIDATION_FAILED', message: `The database refused a value of this command (SQLSTATE ${code}, constraint sale_closed_on_check).` });
+    expect(isTransientDatabaseError(pgError(code))).toBe(false);
   });
 
   it('when a domain refusal becomes the queue\'s error, then it fails the job at once as CODE: message and carries no stack trace', () => {
