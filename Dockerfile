@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Production image: production dependencies only, NODE_ENV=production (API_TOKENS is then required),
+# Production image: production dependencies only, NODE_ENV=production (API_TOKENS, GRANT_LINK_SECRET
+# and WEBHOOK_SECRET_KEY are then required),
 # a non-root user, a health check on /readyz, and node as PID 1's only child (compose runs it with
 # init: true), started directly so SIGTERM reaches the app and it drains (SHUTDOWN_TIMEOUT_MS).
 ARG NODE_IMAGE=node:24.21.0-bookworm-slim

@@ -154,8 +154,9 @@ async function main(): Promise<number> {
     HOST: '127.0.0.1',
     PUBLIC_URL: 'http://bench.test',
     API_TOKENS: JSON.stringify([{ token, name: 'bench', partners: '*', scopes: ['admin'] }]),
-    // The grant links' key (required in production): one per run, shared by the API and the workers.
+    // The grant links' key and the webhook secrets' key (required in production): one per run, shared by the API and the workers.
     GRANT_LINK_SECRET: randomBytes(32).toString('base64url'),
+    WEBHOOK_SECRET_KEY: randomBytes(32).toString('base64url'),
     LOG_LEVEL: 'warn',
     RECONCILE_GRACE_MS: '600000',
     WORKER_CONCURRENCY: String(concurrency),

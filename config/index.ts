@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 /** Every scope a token can carry (contract §3); `admin` is everything, all partners. */
@@ -55,6 +56,22 @@ const dayList = (fallback: string) =>
     });
 
 /**
+ * A 32-byte key written in base64 or base64url (`openssl rand -base64 32`), decoded. The message
+ * never repeats the value.
+ */
+const key32 = z
+  .string()
+  .max(100)
+  .transform((s, ctx) => {
+    const key = /^[A-Za-z0-9+/_-]{43}=?$/.test(s.trim()) ? Buffer.from(s.trim(), 'base64') : null;
+    if (key?.length !== 32) {
+      ctx.addIssue({ code: 'custom', message: 'expected 32 bytes in base64 or base64url (e.g. openssl rand -base64 32)' });
+      return z.NEVER;
+    }
+    return key;
+  });
+
+/**
  * The environment, parsed once at start. Nothing else reads `process.env`.
  * Every key has a description; secrets (API_TOKENS, the password in SMTP_URL) have no default.
  */
@@ -87,6 +104,8 @@ export const envSchema = z.object({
   GRANT_REMINDER_DAYS: dayList('3').describe('comma list: days before a pending request expires when the client gets a reminder'),
   ACCESS_END_REMINDER_DAYS: dayList('30,7,1').describe('comma list: days before a time-bound access ends when the partner is told'),
   GRANT_LINK_SECRET: z.string().min(16).max(1000).optional().describe('key of the grant links (HMAC-SHA256); the same in every process; required with NODE_ENV=production'),
+  WEBHOOK_SECRET_KEY: key32.optional().describe('key (32 bytes, base64 or base64url) that seals the webhook signing secrets in Postgres (AES-256-GCM); the same in every process; required with NODE_ENV=production'),
+  WEBHOOK_SECRET_KEY_PREVIOUS: key32.optional().describe('the key before WEBHOOK_SECRET_KEY, during a key rotation: secrets sealed with it still open, and are sealed again with WEBHOOK_SECRET_KEY at start'),
   LIFECYCLE_SWEEP_MS: int(100, 86_400_000).default(60_000).describe('how often the lifecycle sweep runs (request expiry, reminders, time-bound access ends and their notices)'),
   WEBHOOK_ALLOW_PRIVATE: bool.default(false).describe('allow webhook targets on loopback/private addresses (development, tests)'),
   WEBHOOK_RETRY_BASE_MS: int(10, 3_600_000).default(5000).describe('first retry delay of a failed webhook delivery; each next one doubles, at most 1 hour apart, for 24 hours'),
@@ -101,6 +120,12 @@ const apiTokens = z.array(tokenSchema).min(1).max(10_000);
 
 /** The grant-link key outside production when GRANT_LINK_SECRET is not set: public, so links made with it prove nothing. */
 export const DEV_GRANT_LINK_SECRET = 'development-only-grant-link-secret-do-not-use-in-production';
+
+/**
+ * The webhook-secret key outside production when WEBHOOK_SECRET_KEY is not set: public (derived
+ * from this text), so secrets sealed with it are as good as clear.
+ */
+export const devWebhookSecretKey = (): Buffer => createHash('sha256').update('development-only-webhook-secret-key-do-not-use-in-production').digest();
 
 /**
  * The environment turned into the typed configuration the application is given. API_TOKENS is
@@ -129,6 +154,10 @@ export const configSchema = envSchema.transform((e, ctx) => {
   }
   if (e.GRANT_LINK_SECRET === undefined && e.NODE_ENV === 'production') {
     ctx.addIssue({ code: 'custom', path: ['GRANT_LINK_SECRET'], message: 'required when NODE_ENV=production' });
+    return z.NEVER;
+  }
+  if (e.WEBHOOK_SECRET_KEY === undefined && e.NODE_ENV === 'production') {
+    ctx.addIssue({ code: 'custom', path: ['WEBHOOK_SECRET_KEY'], message: 'required when NODE_ENV=production' });
     return z.NEVER;
   }
   return {
@@ -165,6 +194,13 @@ export const configSchema = envSchema.transform((e, ctx) => {
      */
     grantLinkSecret: e.GRANT_LINK_SECRET ?? DEV_GRANT_LINK_SECRET,
     grantLinkSecretIsDefault: e.GRANT_LINK_SECRET === undefined,
+    /**
+     * The keys of the webhook signing secrets at rest (src/webhooks/secret-box.ts). Outside
+     * production without WEBHOOK_SECRET_KEY: a fixed development key (every process must open what
+     * another sealed, so never a random one), and `webhookSecretKeyIsDefault` says so (a warning at start).
+     */
+    webhookSecretKeys: { current: e.WEBHOOK_SECRET_KEY ?? devWebhookSecretKey(), previous: e.WEBHOOK_SECRET_KEY_PREVIOUS ?? null },
+    webhookSecretKeyIsDefault: e.WEBHOOK_SECRET_KEY === undefined,
     lifecycleSweepMs: e.LIFECYCLE_SWEEP_MS,
     /** Days before a pending request expires when the client is reminded, largest first. */
     grantReminderDays: e.GRANT_REMINDER_DAYS,

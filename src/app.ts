@@ -14,11 +14,13 @@ import { listenMetrics, Metrics, type MetricsServer } from './metrics.js';
 import { startWorkers, type RunningWorkers, type WorkerHooks } from './workers/index.js';
 import { upsertSchedulers } from './jobs/enqueue.js';
 import { requestGauges } from './db/lifecycle-store.js';
+import { WebhookSecretError } from './webhooks/secret-box.js';
+import { sealStoredSecrets } from './webhooks/secrets-at-rest.js';
 
 /** A start that cannot go on; `main` prints the message alone (no stack) and exits with `exitCode`. */
 export class StartupError extends Error {
   override name = 'StartupError';
-  /** 3: Postgres or Redis does not answer; 4: the HTTP (or metrics) port cannot be bound. */
+  /** 2: a setting does not fit the data (WEBHOOK_SECRET_KEY); 3: Postgres or Redis does not answer; 4: the HTTP (or metrics) port cannot be bound. */
   constructor(message: string, readonly exitCode = 3) {
     super(message);
   }
@@ -130,8 +132,15 @@ export async function startApp(config: Config, opts: { logger?: Logger; hooks?: 
   if (metricsPort !== undefined) await checkPort(metricsPort, config.host, 'metrics');
   await checkServices(config);
   const orm = await openOrm(config.databaseUrl, { migrate: config.migrateOnStart });
+  // Webhook secrets not sealed with WEBHOOK_SECRET_KEY yet are sealed now; one it cannot open stops the start (exit 2).
+  const sealed = await sealStoredSecrets(orm.em.fork(), config.webhookSecretKeys).catch(async (err: unknown) => {
+    await orm.close();
+    throw err instanceof WebhookSecretError ? new StartupError(err.message, 2) : err;
+  });
+  if (sealed) logger.info({ sealed }, 'webhook secrets sealed with WEBHOOK_SECRET_KEY');
   const queues = await createQueues({ url: config.redisUrl, cluster: config.redisCluster }, config.queuePrefix);
   await checkRedisSettings(queues.connection, logger);
+  if (config.webhookSecretKeyIsDefault) logger.warn({ key: 'WEBHOOK_SECRET_KEY' }, 'WEBHOOK_SECRET_KEY is not set: webhook secrets are sealed with the public development key. Set it (the same in every process) anywhere real.');
   if (config.grantLinkSecretIsDefault) logger.warn({ key: 'GRANT_LINK_SECRET' }, 'GRANT_LINK_SECRET is not set: grant links use the public development key. Set it (the same in every process) anywhere real.');
   const metrics = new Metrics(queues, () => requestGauges(orm.em.fork()));
   const ctx: AppContext = { config, orm, queues, logger, metrics, now: opts.now ?? (() => new Date()) };

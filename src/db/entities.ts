@@ -320,7 +320,7 @@ export const Webhook = defineEntity({
     url: p.text(),
     events: p.json<string[]>(),
     description: p.text().nullable(),
-    /** The signing key (`whsec_…`): every send is signed with it; shown to the partner once, never listed or logged. */
+    /** The signing key, sealed with WEBHOOK_SECRET_KEY (`v1:…`, src/webhooks/secret-box.ts): every send is signed with it; shown to the partner once, never listed or logged. */
     secret: p.text(),
     createdAt: p.datetime().defaultRaw('now()'),
     endedAt: p.datetime().nullable(),

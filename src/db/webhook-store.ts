@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Em } from './orm.js';
 import { firstRow, jsonb, rows, run } from './exec.js';
 import type { NewEvent } from '../webhooks/events.js';
+import { sealWebhookSecret, type WebhookSecretKeys } from '../webhooks/secret-box.js';
 
 /**
  * Webhooks (contract §8): the partners' subscriptions (`webhook`), the outbox of events
@@ -27,13 +28,38 @@ export interface WebhookRow { id: string; url: string; events: string[]; descrip
 
 /**
  * Creates a subscription unless the partner already has `maxLive` live ones (then: undefined).
- * The secret is stored because every send is signed with it; it is never read back by a listing.
+ * The secret is stored because every send is signed with it, sealed with `keys` and bound to the
+ * webhook's id (src/webhooks/secret-box.ts): never in clear. It is never read back by a listing.
  */
-export async function createWebhook(em: Em, w: { id: string; partnerId: string; url: string; events: readonly string[]; description: string | null; secret: string; maxLive: number }): Promise<WebhookRow | undefined> {
+export async function createWebhook(em: Em, w: { id: string; partnerId: string; url: string; events: readonly string[]; description: string | null; secret: string; maxLive: number }, keys: WebhookSecretKeys): Promise<WebhookRow | undefined> {
   return firstRow(em, sql<WebhookRow>`insert into webhook (id, partner_id, url, events, description, secret)
-    select ${w.id}, ${w.partnerId}, ${w.url}, ${jsonb(w.events)}, ${w.description}, ${w.secret}
+    select ${w.id}, ${w.partnerId}, ${w.url}, ${jsonb(w.events)}, ${w.description}, ${sealWebhookSecret(keys, w.id, w.secret)}
      where (select count(*) from webhook where partner_id = ${w.partnerId} and ended_at is null) < ${w.maxLive}::int
     returning id, url, events, description, ${iso(sql`created_at`)} as "createdAt"`);
+}
+
+/** A subscription's secret as stored: sealed (`v1:…`), or in clear from before sealing (`whsec_…`). */
+export interface StoredSecret { id: string; secret: string }
+
+/**
+ * Up to `limit` stored secrets, by id after `after`, that do not start with `prefix` (the current
+ * key's sealed form): clear ones, and ones sealed with another key. Ended subscriptions included.
+ */
+export async function secretsNotSealedWith(em: Em, prefix: string, after: string, limit: number): Promise<StoredSecret[]> {
+  return rows(em, sql<StoredSecret>`select id, secret from webhook
+     where not starts_with(secret, ${prefix}) and id > ${after}
+     order by id limit ${limit}::int`);
+}
+
+/**
+ * Replaces stored secrets, each only if it is still the one read (`was`), in one statement; returns
+ * how many changed. Two processes that start at once both seal a row: one of them writes it.
+ */
+export async function replaceSecrets(em: Em, set: readonly { id: string; was: string; sealed: string }[]): Promise<number> {
+  if (!set.length) return 0;
+  return run(em, sql`update webhook w set secret = s.sealed
+      from jsonb_to_recordset(${jsonb(set)}) as s(id text, was text, sealed text)
+     where w.id = s.id and w.secret = s.was`);
 }
 
 /** Where a page of subscriptions starts: after this one. */
@@ -119,7 +145,8 @@ export interface DueDelivery {
   createdAt: string;
   data: unknown;
   url: string;
-  secret: string;
+  /** As stored (see {@link StoredSecret}): opened with `openWebhookSecret` where the delivery is signed, nowhere else. */
+  storedSecret: string;
 }
 
 /**
@@ -131,7 +158,7 @@ export async function nextDelivery(em: Em, webhookId: string): Promise<DueDelive
   return firstRow(em, sql<DueDelivery>`select d.id::text as "deliveryId", d.attempts,
          greatest(0, ceil(extract(epoch from d.next_attempt_at - now()) * 1000))::float8 as "dueInMs",
          e.id as "eventId", e.type, e.partner_id as "partnerId", ${iso(sql`e.created_at`)} as "createdAt", e.data,
-         w.url, w.secret
+         w.url, w.secret as "storedSecret"
     from webhook w
     join webhook_delivery d on d.webhook_id = w.id and d.state = 'pending'
     join webhook_event e on e.seq = d.event_seq

@@ -33,6 +33,7 @@ export interface AttemptResult { status: number | null; error: string | null }
 
 export interface SendOptions {
   url: string;
+  /** The signing secret, opened (`whsec_…`): never its stored form. */
   secret: string;
   eventId: string;
   body: string;

@@ -5,8 +5,9 @@ import { enqueueWebhookDeliveries } from '../jobs/enqueue.js';
 import { parsePayload } from '../jobs/contracts.js';
 import { SERVICE_VERSION } from '../metrics.js';
 import { eventBody } from '../webhooks/events.js';
+import { openWebhookSecret, WebhookSecretError, type WebhookSecretKeys } from '../webhooks/secret-box.js';
 import { sendWebhook, type AttemptResult } from '../webhooks/sender.js';
-import { payloadOf } from './failures.js';
+import { payloadOf, toUnrecoverable } from './failures.js';
 
 /** Retries of one delivery are at most this far apart. */
 export const RETRY_CAP_MS = 3_600_000;
@@ -30,6 +31,21 @@ export interface WebhookRun { sent: number; waitMs?: number; ended?: boolean }
 type DeliveryJob = Pick<Job, 'data' | 'moveToDelayed'>;
 
 const isSuccess = (r: AttemptResult) => r.status !== null && r.status >= 200 && r.status < 300;
+
+/**
+ * A delivery's signing secret, opened from its stored form. One this process cannot open (a wrong
+ * or missing key) fails the job at once, `WEBHOOK_SECRET_UNREADABLE: …`, with nothing sent — never a
+ * signature made with a wrong key — and no attempt recorded: the delivery stays pending (its
+ * partner's retry window is not spent on our configuration), and the reconciler adds the job again
+ * until the keys are right.
+ */
+function signingSecret(keys: WebhookSecretKeys, webhookId: string, stored: string): string {
+  try {
+    return openWebhookSecret(keys, webhookId, stored);
+  } catch (err) {
+    throw err instanceof WebhookSecretError ? toUnrecoverable(err) : err;
+  }
+}
 
 /**
  * The `deliver` job of one subscription (`{webhookId}`): sends its pending deliveries one at a
@@ -56,7 +72,7 @@ export async function processWebhookJob(ctx: AppContext, job: DeliveryJob, token
     if (d.dueInMs > 0) return waitFor(d.dueInMs);
     if (run.sent >= MAX_PER_RUN) return waitFor(0);
     const result = await sendWebhook({
-      url: d.url, secret: d.secret, eventId: d.eventId,
+      url: d.url, secret: signingSecret(ctx.config.webhookSecretKeys, webhookId, d.storedSecret), eventId: d.eventId,
       body: eventBody({ id: d.eventId, type: d.type, partnerId: d.partnerId, createdAt: d.createdAt, data: d.data }),
       allowPrivate: ctx.config.webhookAllowPrivate,
       userAgent: `partner-access-pipeline/${SERVICE_VERSION} (webhooks)`,

@@ -280,7 +280,13 @@ describe('webhook deliveries (contract §8)', () => {
     expect(new Set(got.map((r) => r.headers['webhook-id'])).size).toBe(1);
     for (const r of got) expect(verified(hook.secret, r).data.commandId).toBe('flaky-tag');
 
-    const log = await svc.api.get(`/v1/partners/p-flaky/webhooks/${hook.id}/deliveries`);
+    // The receiver has answered; the worker records the attempt right after, so the log is polled for it.
+    const deliveries = () => svc.api.get(`/v1/partners/p-flaky/webhooks/${hook.id}/deliveries`);
+    let log = await deliveries();
+    await waitFor(async () => {
+      log = await deliveries();
+      return log.body.deliveries?.[0]?.state === 'delivered';
+    }, { timeoutMs: 10_000, what: 'the delivery log to record the acknowledged attempt' });
     expect(log.status).toBe(200);
     expect(log.body).toEqual({
       deliveries: [{

@@ -133,7 +133,7 @@ export function registerWebhookRoutes(app: FastifyInstance, ctx: AppContext, reg
       description: body.description ?? null,
       secret,
       maxLive: MAX_WEBHOOKS_PER_PARTNER,
-    });
+    }, ctx.config.webhookSecretKeys);
     if (!created) throw validation([{ path: '', message: `a partner has at most ${MAX_WEBHOOKS_PER_PARTNER} webhooks; delete one first` }]);
     // Neither the secret nor the URL (receivers often put a token in it) is logged.
     req.log.info({ partnerId, webhookId: created.id, events: created.events }, 'webhook subscribed');
