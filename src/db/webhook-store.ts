@@ -41,6 +41,12 @@ export async function createWebhook(em: Em, w: { id: string; partnerId: string; 
 /** A subscription's secret as stored: sealed (`v1:…`), or in clear from before sealing (`whsec_…`). */
 export interface StoredSecret { id: string; secret: string }
 
+/** Whether the webhook table exists (it does not before the migrations have run). */
+export async function webhookTableExists(em: Em): Promise<boolean> {
+  const r = await firstRow(em, sql<{ found: boolean }>`select to_regclass('webhook') is not null as found`);
+  return r?.found === true;
+}
+
 /**
  * Up to `limit` stored secrets, by id after `after`, that do not start with `prefix` (the current
  * key's sealed form): clear ones, and ones sealed with another key. Ended subscriptions included.

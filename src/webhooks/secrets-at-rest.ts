@@ -1,5 +1,5 @@
 import type { Em } from '../db/orm.js';
-import { replaceSecrets, secretsNotSealedWith } from '../db/webhook-store.js';
+import { replaceSecrets, secretsNotSealedWith, webhookTableExists } from '../db/webhook-store.js';
 import { openWebhookSecret, sealedPrefix, sealWebhookSecret, WebhookSecretError, type WebhookSecretKeys } from './secret-box.js';
 
 /** Rows read (and written) per statement. */
@@ -27,6 +27,9 @@ const BATCH = 500;
  * to the right one. Nothing is lost meanwhile: deliveries wait, pending, in Postgres.
  */
 export async function sealStoredSecrets(em: Em, keys: WebhookSecretKeys): Promise<number> {
+  // A database whose migrations have not run yet (MIGRATE_ON_START=false, e.g. the OpenAPI writer's
+  // empty scratch database) has no webhook table, hence no secret to seal.
+  if (!(await webhookTableExists(em))) return 0;
   const prefix = sealedPrefix(keys.current);
   const set: { id: string; was: string; sealed: string }[] = [];
   const unreadable: string[] = [];
