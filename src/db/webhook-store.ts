@@ -3,7 +3,6 @@ import pg from 'pg';
 import type { Em } from './orm.js';
 import { firstRow, jsonb, rows, run } from './exec.js';
 import type { NewEvent } from '../webhooks/events.js';
-import { sealWebhookSecret, type WebhookSecretKeys } from '../webhooks/secret-box.js';
 
 /**
  * Webhooks (contract §8): the partners' subscriptions (`webhook`), the outbox of events
@@ -28,12 +27,13 @@ export interface WebhookRow { id: string; url: string; events: string[]; descrip
 
 /**
  * Creates a subscription unless the partner already has `maxLive` live ones (then: undefined).
- * The secret is stored because every send is signed with it, sealed with `keys` and bound to the
- * webhook's id (src/webhooks/secret-box.ts): never in clear. It is never read back by a listing.
+ * The secret is stored because every send is signed with it, in its sealed form (`storedSecret`,
+ * bound to the webhook's id: src/webhooks/secret-box.ts), never in clear. It is never read back by
+ * a listing.
  */
-export async function createWebhook(em: Em, w: { id: string; partnerId: string; url: string; events: readonly string[]; description: string | null; secret: string; maxLive: number }, keys: WebhookSecretKeys): Promise<WebhookRow | undefined> {
+export async function createWebhook(em: Em, w: { id: string; partnerId: string; url: string; events: readonly string[]; description: string | null; storedSecret: string; maxLive: number }): Promise<WebhookRow | undefined> {
   return firstRow(em, sql<WebhookRow>`insert into webhook (id, partner_id, url, events, description, secret)
-    select ${w.id}, ${w.partnerId}, ${w.url}, ${jsonb(w.events)}, ${w.description}, ${sealWebhookSecret(keys, w.id, w.secret)}
+    select ${w.id}, ${w.partnerId}, ${w.url}, ${jsonb(w.events)}, ${w.description}, ${w.storedSecret}
      where (select count(*) from webhook where partner_id = ${w.partnerId} and ended_at is null) < ${w.maxLive}::int
     returning id, url, events, description, ${iso(sql`created_at`)} as "createdAt"`);
 }

@@ -7,6 +7,7 @@ import { partnerExists } from '../../db/read-store.js';
 import { createWebhook, endWebhook, findWebhook, listDeliveries, listWebhooks, redeliver } from '../../db/webhook-store.js';
 import { enqueueWebhookDeliveries } from '../../jobs/enqueue.js';
 import { WEBHOOK_EVENT_TYPES } from '../../webhooks/events.js';
+import { sealWebhookSecret } from '../../webhooks/secret-box.js';
 import { newWebhookSecret } from '../../webhooks/sender.js';
 import { MAX_WEBHOOK_URL_LENGTH, webhookUrlProblems } from '../../webhooks/target.js';
 import { HttpError } from '../errors.js';
@@ -125,15 +126,16 @@ export function registerWebhookRoutes(app: FastifyInstance, ctx: AppContext, reg
     const body = parsed.data;
     const em = await existing(partnerId);
     const secret = newWebhookSecret();
+    const id = `wh_${randomBytes(12).toString('hex')}`;
     const created = await createWebhook(em, {
-      id: `wh_${randomBytes(12).toString('hex')}`,
+      id,
       partnerId,
       url: body.url,
       events: [...new Set(body.events)],
       description: body.description ?? null,
-      secret,
+      storedSecret: sealWebhookSecret(ctx.config.webhookSecretKeys, id, secret),
       maxLive: MAX_WEBHOOKS_PER_PARTNER,
-    }, ctx.config.webhookSecretKeys);
+    });
     if (!created) throw validation([{ path: '', message: `a partner has at most ${MAX_WEBHOOKS_PER_PARTNER} webhooks; delete one first` }]);
     // Neither the secret nor the URL (receivers often put a token in it) is logged.
     req.log.info({ partnerId, webhookId: created.id, events: created.events }, 'webhook subscribed');
